@@ -1,0 +1,289 @@
+/* chaos: injects the subjects' faults on command, keeps each one's TTL and
+ * undo, and undoes everything when it is told to stop. Every injection and
+ * every undo is reported as ground truth for scoring. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "workers/worker.h"
+
+#define CHAOS_MAX_TTL_MS (3600 * 1000) /* no fault outlives an hour */
+
+struct fault {
+	int64_t fault_id;       /* ledger id when resumed, 0 when new */
+	char name[OP_NAME_MAX];
+	struct op_subject *sj;
+	json_object *undo;      /* what undo needs, from inject */
+	json_object *params;
+	int64_t started_at, ttl_ms;
+	struct event *timer;
+	struct worker *w;
+	struct fault *next;
+};
+
+struct chaos {
+	struct fault *faults;
+};
+
+static void
+chaos_report(struct worker *w, struct fault *f, const char *event, const char *reason,
+    const char *error)
+{
+	json_object *b = json_object_new_object();
+
+	json_object_object_add(b, "event", json_object_new_string(event));
+	json_object_object_add(b, "fault", json_object_new_string(f->name));
+	json_object_object_add(b, "subject", json_object_new_string(f->sj->name));
+	json_object_object_add(b, "target", json_object_new_string(op_json_str(f->undo, "target", "")));
+	json_object_object_add(b, "params", json_object_get(f->params));
+	json_object_object_add(b, "started_at", json_object_new_int64(f->started_at));
+	json_object_object_add(b, "ttl_ms", json_object_new_int64(f->ttl_ms));
+	json_object_object_add(b, "undo", json_object_get(f->undo));
+	if (f->fault_id)
+		json_object_object_add(b, "fault_id", json_object_new_int64(f->fault_id));
+	if (strcmp(event, "injected") != 0)
+		json_object_object_add(b, "ended_at", json_object_new_int64(op_wall_ms()));
+	if (reason)
+		json_object_object_add(b, "reason", json_object_new_string(reason));
+	if (error)
+		json_object_object_add(b, "error", json_object_new_string(error));
+	worker_send(w, OP_MSG_FAULT, 0, b);
+}
+
+static void
+chaos_free(struct fault *f)
+{
+	if (f->timer)
+		event_free(f->timer);
+	json_object_put(f->undo);
+	json_object_put(f->params);
+	free(f);
+}
+
+static void
+chaos_undo(struct worker *w, struct fault *f, const char *reason)
+{
+	struct chaos *c = w->priv;
+	char err[512] = "";
+
+	if (f->sj->ops->undo(f->sj, f->name, f->undo, err, sizeof(err)) != 0)
+		log_warn("undo %s: %s", f->name, err);
+	else
+		log_info("fault %s undone (%s)", f->name, reason);
+	chaos_report(w, f, "cleared", reason, err[0] ? err : NULL);
+	for (struct fault **pp = &c->faults; *pp; pp = &(*pp)->next)
+		if (*pp == f) {
+			*pp = f->next;
+			break;
+		}
+	chaos_free(f);
+}
+
+static void
+chaos_on_ttl(evutil_socket_t fd, short ev, void *arg)
+{
+	struct fault *f = arg;
+
+	(void)fd;
+	(void)ev;
+	chaos_undo(f->w, f, "ttl expired");
+}
+
+static struct op_subject *
+chaos_find_subject(struct worker *w, const char *fault, const char *want)
+{
+	for (size_t i = 0; i < w->subjects.n; i++) {
+		struct op_subject *sj = &w->subjects.v[i];
+		if (want && strcmp(sj->name, want) != 0)
+			continue;
+		if (op_subject_fault(sj, fault))
+			return sj;
+	}
+	return NULL;
+}
+
+static void
+chaos_reply(struct worker *w, uint64_t id, int ok, const char *error, json_object *result)
+{
+	json_object *b = json_object_new_object();
+
+	json_object_object_add(b, "ok", json_object_new_boolean(ok));
+	if (error)
+		json_object_object_add(b, "error", json_object_new_string(error));
+	json_object_object_add(b, "result", result);
+	worker_send(w, OP_MSG_REPLY, id, b);
+}
+
+static void
+chaos_arm(struct worker *w, struct fault *f)
+{
+	struct chaos *c = w->priv;
+	int64_t left = f->started_at + f->ttl_ms - op_wall_ms();
+
+	if (left < 0)
+		left = 0;
+	struct timeval tv = {left / 1000, (left % 1000) * 1000};
+	f->w = w;
+	f->timer = evtimer_new(w->base, chaos_on_ttl, f);
+	evtimer_add(f->timer, &tv);
+	f->next = c->faults;
+	c->faults = f;
+}
+
+/* After a chaos restart the supervisor hands back the faults still active,
+ * so their TTL and undo survive the process. */
+static void
+chaos_resume(struct worker *w, json_object *row)
+{
+	struct fault *f = calloc(1, sizeof(*f));
+	const char *name = op_json_str(row, "fault", "");
+
+	if (f == NULL)
+		return;
+	f->sj = op_subjects_find(&w->subjects, op_json_str(row, "subject", ""));
+	if (f->sj == NULL) {
+		free(f);
+		return;
+	}
+	op_strlcpy(f->name, name, sizeof(f->name));
+	f->fault_id = op_json_int(row, "id", 0);
+	f->undo = json_object_get(op_json_obj(row, "undo"));
+	f->params = json_object_get(op_json_obj(row, "params"));
+	f->started_at = op_json_int(row, "started_at", op_wall_ms());
+	f->ttl_ms = op_json_int(row, "ttl_ms", 0);
+	if (f->undo == NULL)
+		f->undo = json_object_new_object();
+	chaos_arm(w, f);
+	log_info("resumed fault %s, %lld ms left", f->name,
+	    (long long)(f->started_at + f->ttl_ms - op_wall_ms()));
+}
+
+static void
+chaos_inject(struct worker *w, struct op_msg *m)
+{
+	const char *name = op_json_str(m->body, "fault", "");
+	json_object *params = op_json_obj(m->body, "params");
+	struct op_subject *sj;
+	const struct op_fault_def *def;
+	char err[512] = "";
+	int64_t ttl;
+
+	if (op_json_obj(m->body, "resume") != NULL) {
+		chaos_resume(w, op_json_obj(m->body, "resume"));
+		return;
+	}
+	if (!w->chaos_enabled) {
+		chaos_reply(w, m->id, 0, "chaos is disabled by the configuration ([chaos] enabled = true to allow it)", NULL);
+		return;
+	}
+	if (w->kill_switch) {
+		chaos_reply(w, m->id, 0, "the kill switch is on: chaos is paused", NULL);
+		return;
+	}
+	sj = chaos_find_subject(w, name, op_json_str(params, "subject", NULL));
+	def = sj ? op_subject_fault(sj, name) : NULL;
+	if (def == NULL) {
+		snprintf(err, sizeof(err), "no fault \"%s\" in any configured subject", name);
+		chaos_reply(w, m->id, 0, err, NULL);
+		return;
+	}
+	ttl = def->default_ttl_ms;
+	const char *ttls = op_json_str(params, "ttl", NULL);
+	if (ttls && (op_parse_duration(ttls, &ttl) != 0 || ttl <= 0 || ttl > CHAOS_MAX_TTL_MS)) {
+		snprintf(err, sizeof(err), "ttl=%s: expected a duration up to 1h, e.g. 15s", ttls);
+		chaos_reply(w, m->id, 0, err, NULL);
+		return;
+	}
+	json_object *p = json_object_new_object();
+	json_object_object_foreach(params, k, v)
+	{
+		if (strcmp(k, "ttl") != 0 && strcmp(k, "subject") != 0)
+			json_object_object_add(p, k, json_object_get(v));
+	}
+	json_object_object_add(p, "ttl_ms", json_object_new_int64(ttl));
+	struct fault *f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		json_object_put(p);
+		return;
+	}
+	op_strlcpy(f->name, name, sizeof(f->name));
+	f->sj = sj;
+	f->params = p;
+	f->ttl_ms = ttl;
+	f->started_at = op_wall_ms();
+	if (sj->ops->inject(sj, name, p, &f->undo, err, sizeof(err)) != 0) {
+		log_warn("inject %s failed: %s", name, err);
+		f->undo = json_object_new_object();
+		chaos_report(w, f, "failed", NULL, err);
+		chaos_reply(w, m->id, 0, err, NULL);
+		chaos_free(f);
+		return;
+	}
+	if (f->undo == NULL)
+		f->undo = json_object_new_object();
+	log_info("injected %s on %s for %lld ms", name, op_json_str(f->undo, "target", "?"),
+	    (long long)ttl);
+	chaos_report(w, f, "injected", NULL, NULL);
+	json_object *res = json_object_new_object();
+	json_object_object_add(res, "fault", json_object_new_string(name));
+	json_object_object_add(res, "subject", json_object_new_string(sj->name));
+	json_object_object_add(res, "target", json_object_new_string(op_json_str(f->undo, "target", "")));
+	json_object_object_add(res, "ttl_ms", json_object_new_int64(ttl));
+	json_object_object_add(res, "started_at", json_object_new_int64(f->started_at));
+	chaos_reply(w, m->id, 1, NULL, res);
+	chaos_arm(w, f);
+}
+
+static void
+chaos_on_msg(struct worker *w, struct op_msg *m)
+{
+	struct chaos *c = w->priv;
+
+	if (m->type == OP_MSG_INJECT)
+		chaos_inject(w, m);
+	else if (m->type == OP_MSG_UNDO_ALL || (m->type == OP_MSG_SETTINGS && w->kill_switch))
+		while (c->faults)
+			chaos_undo(w, c->faults, m->type == OP_MSG_UNDO_ALL ? "undo all" : "kill switch");
+}
+
+static void
+chaos_on_term(struct worker *w)
+{
+	struct chaos *c = w->priv;
+
+	/* Faults never outlive the daemon. */
+	while (c->faults)
+		chaos_undo(w, c->faults, "shutdown");
+}
+
+static int
+chaos_init(struct worker *w, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	w->priv = calloc(1, sizeof(struct chaos));
+	return w->priv ? 0 : -1;
+}
+
+static void
+chaos_fini(struct worker *w)
+{
+	struct chaos *c = w->priv;
+
+	if (c == NULL)
+		return;
+	while (c->faults) {
+		struct fault *n = c->faults->next;
+		chaos_free(c->faults);
+		c->faults = n;
+	}
+	free(c);
+}
+
+const struct worker_role chaos_role = {
+	.name = "chaos", .init = chaos_init, .on_msg = chaos_on_msg, .on_term = chaos_on_term,
+	.fini = chaos_fini,
+};

@@ -1,0 +1,128 @@
+#include "clients/client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "common/jsonutil.h"
+#include "common/util.h"
+#include "protocol/bus.h"
+
+const char *
+client_runtime_dir(const char *flag)
+{
+	const char *env = getenv("OPERATORD_RUNTIME_DIR");
+
+	if (flag != NULL)
+		return flag;
+	if (env != NULL && *env != '\0')
+		return env;
+	return CLIENT_DEFAULT_RUNTIME;
+}
+
+int
+client_connect(nng_socket *s, const char *runtime_dir)
+{
+	char url[4200];
+	int rv;
+
+	snprintf(url, sizeof(url), "ipc://%s/ctl.ipc", runtime_dir);
+	rv = bus_open(s, BUS_REQ, url, -1);
+	if (rv != 0) {
+		fprintf(stderr, "operatord is not running (%s: %s)\n", url + 6, nng_strerror(rv));
+		return CLIENT_EXIT_NOT_RUNNING;
+	}
+	bus_set_recv_timeout(*s, CLIENT_REPLY_TIMEOUT_MS);
+	bus_set_send_timeout(*s, OP_BUS_CTL_TIMEOUT_MS);
+	return 0;
+}
+
+int
+client_request(nng_socket s, const char *cmd, json_object *args, json_object **reply)
+{
+	struct op_msg m, r;
+	uint64_t id;
+	char err[256];
+	int rv;
+
+	/* Random ids: the daemon dedups resends by id across all clients. */
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+		id = (uint64_t)op_wall_ms();
+	id |= 1;
+	json_object *b = json_object_new_object();
+	json_object_object_add(b, "cmd", json_object_new_string(cmd));
+	json_object_object_add(b, "args", args ? args : json_object_new_array());
+	op_msg_init(&m, OP_MSG_REQUEST, id, b);
+	rv = bus_send(s, &m, 0);
+	op_msg_clear(&m);
+	if (rv != 0) {
+		fprintf(stderr, "cannot send to operatord: %s\n", nng_strerror(rv));
+		return CLIENT_EXIT_NOT_RUNNING;
+	}
+	for (;;) {
+		rv = bus_recv(s, &r, 0, err, sizeof(err));
+		if (rv == 0) {
+			fprintf(stderr, "operatord did not answer within %d s\n",
+			    CLIENT_REPLY_TIMEOUT_MS / 1000);
+			return CLIENT_EXIT_FAILED;
+		}
+		if (rv < 0) {
+			fprintf(stderr, "bad reply from operatord: %s\n", err);
+			return CLIENT_EXIT_FAILED;
+		}
+		if (r.id == id || r.id == 0)
+			break;
+		op_msg_clear(&r);
+	}
+	*reply = json_object_get(r.body);
+	op_msg_clear(&r);
+	return 0;
+}
+
+void
+client_print_event(json_object *ev, int as_json)
+{
+	json_object *ts;
+	char tsbuf[OP_TS_LEN];
+
+	/* Rows replayed from the ledger carry ms; live ones RFC 3339. */
+	if (json_object_object_get_ex(ev, "ts", &ts) && json_object_is_type(ts, json_type_int)) {
+		op_rfc3339(json_object_get_int64(ts), tsbuf);
+		json_object_object_add(ev, "ts", json_object_new_string(tsbuf));
+	}
+	json_object_object_foreach(ev, k, v)
+	{
+		if (v == NULL)
+			json_object_object_del(ev, k);
+	}
+	if (as_json) {
+		printf("%s\n", json_object_to_json_string_ext(ev, JSON_C_TO_STRING_PLAIN |
+		    JSON_C_TO_STRING_NOSLASHESCAPE));
+	} else {
+		json_object *data = op_json_obj(ev, "data");
+		printf("%s #%lld %-24s", op_json_str(ev, "ts", ""), (long long)op_json_int(ev, "seq", 0),
+		    op_json_str(ev, "type", ""));
+		if (op_json_int(ev, "ticket", 0))
+			printf(" ticket=%lld", (long long)op_json_int(ev, "ticket", 0));
+		if (op_json_str(ev, "subject", NULL))
+			printf(" %s", op_json_str(ev, "subject", ""));
+		if (op_json_str(ev, "invariant", NULL))
+			printf(" %s", op_json_str(ev, "invariant", ""));
+		if (op_json_str(ev, "entity", NULL))
+			printf(" [%s]", op_json_str(ev, "entity", ""));
+		const char *hint = op_json_str(data, "message", NULL);
+		if (hint == NULL)
+			hint = op_json_str(data, "primary_diagnosis", NULL);
+		if (hint == NULL)
+			hint = op_json_str(data, "reason", NULL);
+		if (hint == NULL)
+			hint = op_json_str(data, "action", NULL);
+		if (hint != NULL)
+			printf(" — %s", hint);
+		if (op_json_str(data, "result", NULL))
+			printf(" (%s)", op_json_str(data, "result", ""));
+		printf("\n");
+	}
+	fflush(stdout);
+}

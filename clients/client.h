@@ -1,0 +1,25 @@
+/* client: what opsend and optail share: finding the daemon and asking it. */
+#ifndef OP_CLIENT_H
+#define OP_CLIENT_H
+
+#include <json-c/json.h>
+#include <nng/nng.h>
+
+#define CLIENT_EXIT_OK 0
+#define CLIENT_EXIT_FAILED 1
+#define CLIENT_EXIT_USAGE 2
+#define CLIENT_EXIT_NOT_RUNNING 3
+#define CLIENT_DEFAULT_RUNTIME "/run/operatord"
+#define CLIENT_REPLY_TIMEOUT_MS 30000 /* chaos and observe wait on a worker */
+
+/* --runtime-dir, else $OPERATORD_RUNTIME_DIR, else the default. */
+const char *client_runtime_dir(const char *flag);
+/* Connects to ctl.ipc; returns 0, or CLIENT_EXIT_NOT_RUNNING with a message printed. */
+int client_connect(nng_socket *s, const char *runtime_dir);
+/* Sends {cmd, args} and waits for the reply body. Returns 0 with *reply set,
+ * or an exit code with a message printed. */
+int client_request(nng_socket s, const char *cmd, json_object *args, json_object **reply);
+/* Prints an event row as one JSON line or one human line. */
+void client_print_event(json_object *ev, int as_json);
+
+#endif

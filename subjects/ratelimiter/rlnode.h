@@ -1,0 +1,246 @@
+/*
+ * rlnode: one node of the distributed rate limiter.
+ *
+ * A sliding-window log per key lives in Redis and is maintained by one Lua
+ * script that reads Redis TIME, so every node agrees on the clock. Each node
+ * also keeps its own log of what it allowed, so the sum over the nodes can be
+ * compared with Redis and drift (double counting, ghost allowing) measured.
+ */
+#ifndef RLNODE_H
+#define RLNODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <json-c/json.h>
+
+#define RL_POOL_SIZE 4             /* /check connections; retries rotate over them */
+#define RL_CONN_MGMT RL_POOL_SIZE  /* index of the management connection */
+#define RL_NCONN (RL_POOL_SIZE + 1)
+#define RL_BACKOFF_MIN_MS 1000     /* first reconnect delay */
+#define RL_BACKOFF_MAX_MS 8000     /* reconnect delay cap */
+#define RL_MGMT_TIMEOUT_MS 2000    /* management commands (not /check) */
+#define RL_STOP_TIMEOUT_MS 1000    /* how long shutdown waits to deregister */
+#define RL_KEY_MAX 200             /* bytes in a rate-limit key */
+#define RL_NODE_ID_MAX 64          /* bytes in a node id */
+#define RL_BODY_MAX (64 * 1024)    /* request body cap, bytes */
+#define RL_COST_MAX 1000
+#define RL_WINDOW_MAX_MS 86400000LL /* longest window; rl:keys keeps this much */
+#define RL_COUNTERS_MAX 1000       /* keys per /api/counters answer */
+#define RL_RECENT_MS 3000          /* node_allowed_recent / node_blocked_recent span */
+#define RL_LOCAL_SLACK_MS 30000    /* local log kept past the window, for ?at= in the past */
+#define RL_LAT_SPAN_MS 10000       /* /health latency and rate span */
+#define RL_LAT_RING 65536          /* latency samples kept (power of two) */
+#define RL_DEGRADED_HOLD_MS 10000  /* degraded stays reported this long after a fail-open */
+#define RL_SWEEP_MS 1000           /* local log sweep period */
+
+/* ---- rlnode_map.c: string-keyed chained hash map ---- */
+struct rl_ent {
+	char *key;
+	void *val;
+	struct rl_ent *next;
+};
+
+struct rl_map {
+	struct rl_ent **b;
+	size_t nb;
+	size_t n;
+};
+
+void rl_map_init(struct rl_map *m);
+void *rl_map_get(const struct rl_map *m, const char *key);
+/* Inserts key if absent (val from mk()) and returns the value. */
+void *rl_map_get_or_add(struct rl_map *m, const char *key, void *(*mk)(void));
+/* Removes key and returns its value (caller frees), or NULL. */
+void *rl_map_del(struct rl_map *m, const char *key);
+void rl_map_clear(struct rl_map *m, void (*freeval)(void *));
+/* Visits every entry; fn returns nonzero to delete the entry (after freeval). */
+void rl_map_each(struct rl_map *m, int (*fn)(const char *, void *, void *), void *arg,
+    void (*freeval)(void *));
+
+/* ---- rlnode_acct.c: limits cache and local accounting ---- */
+struct rl_limit {
+	int64_t limit;
+	int64_t window_ms;
+};
+
+struct rl_mark {
+	int64_t ts_ms; /* Redis time */
+	int64_t cost;
+};
+
+/* What this node allowed (and blocked) for one key, in Redis time. */
+struct rl_acct {
+	struct rl_mark *allowed; /* sorted by ts_ms */
+	size_t na, capa;
+	int64_t *blocked;        /* sorted, only the recent span is kept */
+	size_t nbl, capb;
+	int64_t reset_at_ms;
+};
+
+void *rl_acct_new(void);
+void rl_acct_free(void *p);
+void rl_acct_allow(struct rl_acct *a, int64_t ts_ms, int64_t cost);
+void rl_acct_block(struct rl_acct *a, int64_t ts_ms);
+/* Drops everything at or before reset_at and remembers it. */
+void rl_acct_reset(struct rl_acct *a, int64_t reset_at_ms);
+/* Drops what is too old to matter at now (window plus slack). */
+void rl_acct_prune(struct rl_acct *a, int64_t now_ms, int64_t window_ms);
+/* Sum of costs allowed in (lo, hi]. */
+int64_t rl_acct_sum(const struct rl_acct *a, int64_t lo, int64_t hi);
+int64_t rl_acct_blocked_in(const struct rl_acct *a, int64_t lo, int64_t hi);
+
+/* ---- rlnode.c: the node ---- */
+struct rlnode;
+
+struct rl_conn {
+	struct rlnode *n;
+	int idx;            /* pool index, RL_CONN_MGMT, or -1 for the subscriber */
+	redisAsyncContext *ac;
+	int connected;
+	int pending;        /* commands in flight */
+	int backoff_ms;
+	struct event *retry_ev;
+};
+
+struct rl_call;
+/* reply is NULL on failure; err then says why ("timeout", "disconnected"). */
+typedef void rl_call_cb(struct rlnode *n, redisReply *reply, const char *err, void *arg);
+
+struct rl_call {
+	struct rlnode *n;
+	struct rl_conn *conn;
+	struct event *timer;
+	rl_call_cb *cb;     /* NULL once the caller has been answered */
+	void *arg;
+	struct rl_call *prev, *next; /* live list, for shutdown */
+};
+
+struct rl_latency {
+	int64_t at_ms[RL_LAT_RING];
+	uint32_t us[RL_LAT_RING];
+	uint64_t head;
+};
+
+#define RL_HIST_NB 10
+struct rl_metrics {
+	uint64_t allowed, blocked, errors;
+	uint64_t redis_errors, redis_retries, fail_open;
+	uint64_t hist[RL_HIST_NB + 1]; /* last is +Inf */
+	double hist_sum;
+	uint64_t hist_count;
+};
+
+struct rlnode {
+	/* configuration */
+	char node_id[RL_NODE_ID_MAX + 1];
+	char bind[64];
+	int port;
+	char redis_host[256];
+	int redis_port;
+	int64_t default_limit;
+	int64_t window_ms;
+	int64_t redis_timeout_ms;
+	int retries;
+	int64_t heartbeat_ms;
+	int64_t node_ttl_ms;
+	int64_t limit_refresh_ms;
+
+	struct event_base *base;
+	struct evhttp *http;
+	struct event *sigterm_ev, *sigint_ev;
+	struct event *heartbeat_ev, *refresh_ev, *sweep_ev, *stop_ev;
+
+	struct rl_conn conns[RL_NCONN];
+	struct rl_conn sub;
+	unsigned rr;                /* round-robin cursor over the pool */
+	struct rl_call *live;       /* calls still owed an answer */
+
+	struct rl_map limits;       /* key -> struct rl_limit (the cache) */
+	struct rl_map acct;         /* key -> struct rl_acct */
+	int limits_loaded;          /* initial load done */
+	int loading;                /* full reloads in flight */
+
+	int64_t started_mono_ms;
+	int64_t started_wall_ms;    /* Redis time of the first heartbeat */
+	int64_t boot_ms;            /* wall clock at start: keeps members unique across restarts */
+	int64_t redis_off_ms;       /* Redis time minus monotonic time */
+	int have_off;
+	int64_t last_fail_open_mono;
+	uint64_t seq;
+
+	struct rl_latency lat;
+	struct rl_metrics m;
+	int stopping;
+	int stopped;
+};
+
+int64_t rl_now_est(const struct rlnode *n);
+void rl_note_redis_time(struct rlnode *n, int64_t redis_ms);
+int rl_degraded(const struct rlnode *n);
+int rl_redis_up(const struct rlnode *n);
+const struct rl_limit *rl_limit_for(const struct rlnode *n, const char *key,
+    struct rl_limit *tmp);
+struct rl_acct *rl_acct_for(struct rlnode *n, const char *key);
+
+/* ---- rlnode_redis.c: connections, calls, subscriber, limits cache ---- */
+void rl_redis_start(struct rlnode *n);
+void rl_redis_stop(struct rlnode *n);
+/* Picks a connected pool connection not in the tried mask; -1 when none. */
+int rl_pool_pick(struct rlnode *n, unsigned tried_mask);
+/* Sends argv on conn; cb runs exactly once (reply, timeout or loss) unless
+ * this returns -1, in which case it never runs. */
+int rl_call_argv(struct rlnode *n, struct rl_conn *c, int64_t timeout_ms, rl_call_cb *cb,
+    void *arg, int argc, const char **argv, const size_t *lens);
+/* rl_call_argv on the management connection. */
+int rl_call_mgmt(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg, int argc,
+    const char **argv);
+/* MULTI, the commands, EXEC on the management connection; cb gets the EXEC
+ * array, so several reads cost one round trip and are seen atomically. */
+struct rl_cmd {
+	int argc;
+	const char *argv[12];
+};
+int rl_call_multi(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg,
+    const struct rl_cmd *cmds, int ncmd);
+void rl_calls_abort_all(struct rlnode *n);
+/* Full reload of the limits cache; done(n, count or -1, arg) afterwards. */
+typedef void rl_reload_cb(struct rlnode *n, int count, const char *err, void *arg);
+int rl_limits_reload(struct rlnode *n, rl_reload_cb *done, void *arg);
+void rl_heartbeat(struct rlnode *n);
+int rl_deregister(struct rlnode *n, rl_call_cb *cb);
+int64_t rl_reply_int(const redisReply *r, int64_t def);
+extern const char rl_check_lua[];
+extern const char rl_reset_lua[];
+extern const char rl_counter_lua[];
+
+/* ---- rlnode_http.c: HTTP API ---- */
+int rl_http_start(struct rlnode *n);
+void rl_http_reply_json(struct evhttp_request *req, int code, json_object *o);
+void rl_http_error(struct evhttp_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int rl_key_valid(const char *k, size_t len);
+
+/* ---- rlnode_check.c: POST /check ---- */
+void rl_check_handle(struct rlnode *n, struct evhttp_request *req, json_object *body);
+void rl_latency_add(struct rlnode *n, int64_t us);
+void rl_latency_stats(struct rlnode *n, double *p99_ms, uint64_t *count);
+
+/* ---- rlnode_api.c: management API ---- */
+void rl_api_nodes(struct rlnode *n, struct evhttp_request *req);
+void rl_api_counters(struct rlnode *n, struct evhttp_request *req, const char *query);
+void rl_api_limits_get(struct rlnode *n, struct evhttp_request *req);
+void rl_api_limit_put(struct rlnode *n, struct evhttp_request *req, const char *key,
+    json_object *body);
+void rl_api_limit_delete(struct rlnode *n, struct evhttp_request *req, const char *key);
+void rl_api_reset(struct rlnode *n, struct evhttp_request *req, const char *key);
+void rl_api_resync(struct rlnode *n, struct evhttp_request *req);
+void rl_api_metrics(struct rlnode *n, struct evhttp_request *req);
+void rl_api_health(struct rlnode *n, struct evhttp_request *req);
+
+#endif

@@ -1,0 +1,654 @@
+/* rlnode_redis: the Redis side of a node. A pool of RL_POOL_SIZE connections
+ * carries /check scripts, one more carries management traffic, and a
+ * subscriber connection listens for limit changes. All of it is hiredis
+ * async on the node's event loop, so nothing here ever blocks a request. */
+#include "rlnode.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/adapters/libevent.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+#define RL_CHANNEL "rl:limits:changed"
+
+/* Sliding-window check. Time comes from Redis so that nodes with skewed
+ * clocks still share one window. The rl:keys index lets readers enumerate
+ * active keys without SCAN; it is trimmed here, on the write path, so that
+ * readers never have to mutate anything. */
+const char rl_check_lua[] =
+    "local limit = tonumber(ARGV[1])\n"
+    "local window = tonumber(ARGV[2])\n"
+    "local cost = tonumber(ARGV[4])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local reset_at = tonumber(redis.call('GET', KEYS[3])) or 0\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)\n"
+    "local count = redis.call('ZCARD', KEYS[1])\n"
+    "local allowed = 0\n"
+    "local retry = 0\n"
+    "if count + cost <= limit then\n"
+    "  for i = 1, cost do\n"
+    "    redis.call('ZADD', KEYS[1], now, ARGV[3] .. ':' .. i)\n"
+    "  end\n"
+    "  count = count + cost\n"
+    "  allowed = 1\n"
+    "  redis.call('PEXPIRE', KEYS[1], window + 1000)\n"
+    "elseif cost > limit then\n"
+    "  retry = window\n"
+    "else\n"
+    "  local need = count + cost - limit\n"
+    "  local e = redis.call('ZRANGE', KEYS[1], need - 1, need - 1, 'WITHSCORES')\n"
+    "  retry = tonumber(e[2]) + window - now\n"
+    "  if retry < 1 then retry = 1 end\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[2], now, string.sub(KEYS[1], 4))\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 86400000)\n"
+    "return {allowed, count, limit, now, reset_at, retry}\n";
+
+/* Reset: delete the window and record when, in one step, so no check can
+ * slip in between and no node can miss the reset time. */
+const char rl_reset_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local d = redis.call('DEL', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], now, 'PX', 2 * tonumber(ARGV[1]))\n"
+    "return {d, now}\n";
+
+/* Read-only counter view, run with EVAL_RO so a CLIENT PAUSE WRITE does not
+ * stall observers. KEYS: rl:{k}, rl:limit:{k}, rl:reset:{k}. */
+const char rl_counter_lua[] =
+    "local h = redis.call('HMGET', KEYS[2], 'limit', 'window_ms')\n"
+    "local limit = tonumber(h[1]) or tonumber(ARGV[2])\n"
+    "local window = tonumber(h[2]) or tonumber(ARGV[3])\n"
+    "local reset_at = tonumber(redis.call('GET', KEYS[3])) or 0\n"
+    "local at = tonumber(ARGV[1])\n"
+    "local lo = at - window\n"
+    "if reset_at > lo then lo = reset_at end\n"
+    "local n = redis.call('ZCOUNT', KEYS[1], '(' .. string.format('%d', lo), at)\n"
+    "return {limit, window, reset_at, n}\n";
+
+/* Heartbeat. rl:nodes is never trimmed here, so a node that dies stays
+ * listed and shows as down once its TTL'd hash is gone; rl:nodes:seen and
+ * rl:nodes:addr keep enough to say when and where it was last seen. */
+static const char rl_heartbeat_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local started = tonumber(ARGV[4])\n"
+    "if started == 0 then started = now end\n"
+    "redis.call('SADD', KEYS[1], ARGV[1])\n"
+    "redis.call('HSET', KEYS[2], 'address', ARGV[2], 'pid', ARGV[3],"
+    " 'started_ms', started, 'heartbeat_ms', now)\n"
+    "redis.call('PEXPIRE', KEYS[2], ARGV[5])\n"
+    "redis.call('HSET', KEYS[3], ARGV[1], now)\n"
+    "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
+    "return {now, started}\n";
+
+static void rl_conn_connect(struct rl_conn *c);
+
+int64_t
+rl_reply_int(const redisReply *r, int64_t def)
+{
+	int64_t v;
+
+	if (r == NULL)
+		return def;
+	if (r->type == REDIS_REPLY_INTEGER)
+		return r->integer;
+	if (r->type == REDIS_REPLY_STRING &&
+	    op_parse_int(r->str, INT64_MIN, INT64_MAX, &v) == 0)
+		return v;
+	return def;
+}
+
+/* ---- calls ---- */
+
+static void
+rl_call_unlink(struct rl_call *call)
+{
+	struct rlnode *n = call->n;
+
+	if (call->prev)
+		call->prev->next = call->next;
+	else if (n->live == call)
+		n->live = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	call->prev = call->next = NULL;
+	if (call->timer) {
+		event_free(call->timer);
+		call->timer = NULL;
+	}
+}
+
+/* Answers the caller once; the struct itself lives on until hiredis hands
+ * it back, because a timed-out command is still queued on its connection. */
+static void
+rl_call_answer(struct rl_call *call, redisReply *r, const char *err)
+{
+	rl_call_cb *cb = call->cb;
+
+	if (cb == NULL)
+		return;
+	call->cb = NULL;
+	rl_call_unlink(call);
+	cb(call->n, r, err, call->arg);
+}
+
+static void
+rl_call_done(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rl_call *call = priv;
+	const char *err = NULL;
+
+	if (call->conn->pending > 0)
+		call->conn->pending--;
+	if (r == NULL)
+		err = ac->errstr[0] ? ac->errstr : "connection lost";
+	rl_call_answer(call, r, err);
+	free(call);
+}
+
+static void
+rl_call_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	rl_call_answer(arg, NULL, "timeout");
+}
+
+int
+rl_call_argv(struct rlnode *n, struct rl_conn *c, int64_t timeout_ms, rl_call_cb *cb,
+    void *arg, int argc, const char **argv, const size_t *lens)
+{
+	struct rl_call *call;
+	struct timeval tv;
+
+	if (n->stopped || c == NULL || c->ac == NULL)
+		return -1;
+	call = calloc(1, sizeof(*call));
+	if (call == NULL)
+		return -1;
+	call->n = n;
+	call->conn = c;
+	call->cb = cb;
+	call->arg = arg;
+	call->timer = evtimer_new(n->base, rl_call_timeout, call);
+	if (call->timer == NULL ||
+	    redisAsyncCommandArgv(c->ac, rl_call_done, call, argc, argv, lens) != REDIS_OK) {
+		if (call->timer)
+			event_free(call->timer);
+		free(call);
+		return -1;
+	}
+	c->pending++;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	evtimer_add(call->timer, &tv);
+	call->next = n->live;
+	if (n->live)
+		n->live->prev = call;
+	n->live = call;
+	return 0;
+}
+
+static struct rl_conn *
+rl_mgmt_conn(struct rlnode *n)
+{
+	int i;
+
+	if (n->conns[RL_CONN_MGMT].connected)
+		return &n->conns[RL_CONN_MGMT];
+	i = rl_pool_pick(n, 0); /* management must keep working if one socket is down */
+	return i >= 0 ? &n->conns[i] : &n->conns[RL_CONN_MGMT];
+}
+
+int
+rl_call_mgmt(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg, int argc,
+    const char **argv)
+{
+	return rl_call_argv(n, rl_mgmt_conn(n), timeout_ms, cb, arg, argc, argv, NULL);
+}
+
+int
+rl_call_multi(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg,
+    const struct rl_cmd *cmds, int ncmd)
+{
+	struct rl_conn *c = rl_mgmt_conn(n);
+	const char *multi = "MULTI", *exec = "EXEC";
+	int i;
+
+	if (n->stopped || c->ac == NULL)
+		return -1;
+	if (redisAsyncCommandArgv(c->ac, NULL, NULL, 1, &multi, NULL) != REDIS_OK)
+		return -1;
+	for (i = 0; i < ncmd; i++)
+		if (redisAsyncCommandArgv(c->ac, NULL, NULL, cmds[i].argc, (const char **)cmds[i].argv,
+			NULL) != REDIS_OK)
+			return -1;
+	return rl_call_argv(n, c, timeout_ms, cb, arg, 1, &exec, NULL);
+}
+
+void
+rl_calls_abort_all(struct rlnode *n)
+{
+	while (n->live != NULL)
+		rl_call_answer(n->live, NULL, "shutting down");
+}
+
+int
+rl_pool_pick(struct rlnode *n, unsigned tried_mask)
+{
+	int k;
+
+	for (k = 0; k < RL_POOL_SIZE; k++) {
+		int i = (int)((n->rr + (unsigned)k) % RL_POOL_SIZE);
+		if (n->conns[i].connected && !(tried_mask & (1u << i))) {
+			n->rr = (unsigned)i + 1;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* ---- connections ---- */
+
+static void
+rl_conn_schedule(struct rl_conn *c)
+{
+	struct timeval tv;
+
+	if (c->n->stopped)
+		return;
+	tv.tv_sec = c->backoff_ms / 1000;
+	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
+	evtimer_add(c->retry_ev, &tv);
+	c->backoff_ms = c->backoff_ms * 2 > RL_BACKOFF_MAX_MS ? RL_BACKOFF_MAX_MS
+							      : c->backoff_ms * 2;
+}
+
+static void
+rl_conn_retry(evutil_socket_t fd, short ev, void *arg)
+{
+	rl_conn_connect(arg);
+}
+
+static void
+rl_conn_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rl_conn *c = ac->data;
+
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this returns */
+		log_warn("redis connection %d: %s; retrying in %d ms", c->idx, ac->errstr,
+		    c->backoff_ms);
+		c->ac = NULL;
+		c->connected = 0;
+		rl_conn_schedule(c);
+		return;
+	}
+	c->connected = 1;
+	c->backoff_ms = RL_BACKOFF_MIN_MS;
+	log_info("redis connection %d up", c->idx);
+}
+
+static void
+rl_conn_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rl_conn *c = ac->data;
+
+	c->ac = NULL;
+	c->connected = 0;
+	c->pending = 0;
+	if (c->n->stopped)
+		return;
+	log_warn("redis connection %d lost: %s; retrying in %d ms", c->idx,
+	    ac->errstr[0] ? ac->errstr : "closed", c->backoff_ms);
+	rl_conn_schedule(c);
+}
+
+static void rl_sub_message(redisAsyncContext *ac, void *r, void *priv);
+
+static void
+rl_conn_connect(struct rl_conn *c)
+{
+	struct rlnode *n = c->n;
+	char name[RL_NODE_ID_MAX + 16];
+	const char *argv[3];
+
+	if (n->stopped)
+		return;
+	c->ac = redisAsyncConnect(n->redis_host, n->redis_port);
+	if (c->ac == NULL || c->ac->err) {
+		log_warn("redis connect %s:%d: %s", n->redis_host, n->redis_port,
+		    c->ac ? c->ac->errstr : "out of memory");
+		if (c->ac)
+			redisAsyncFree(c->ac);
+		c->ac = NULL;
+		rl_conn_schedule(c);
+		return;
+	}
+	c->ac->data = c;
+	redisLibeventAttach(c->ac, n->base);
+	redisAsyncSetConnectCallback(c->ac, rl_conn_on_connect);
+	redisAsyncSetDisconnectCallback(c->ac, rl_conn_on_disconnect);
+	/* Named so that an operator (or the chaos tool) can find and kill one
+	 * specific connection with CLIENT LIST / CLIENT KILL. */
+	snprintf(name, sizeof(name), c->idx < 0 ? "rlnode-%s-sub" : "rlnode-%s", n->node_id);
+	argv[0] = "CLIENT";
+	argv[1] = "SETNAME";
+	argv[2] = name;
+	redisAsyncCommandArgv(c->ac, NULL, NULL, 3, argv, NULL);
+	if (c->idx < 0) {
+		argv[0] = "SUBSCRIBE";
+		argv[1] = RL_CHANNEL;
+		redisAsyncCommandArgv(c->ac, rl_sub_message, c, 2, argv, NULL);
+	}
+}
+
+/* ---- limits cache ---- */
+
+static void *
+rl_limit_new(void)
+{
+	return calloc(1, sizeof(struct rl_limit));
+}
+
+static void
+rl_limit_store(struct rl_map *m, const char *key, const redisReply *lim, const redisReply *win,
+    int64_t def_window)
+{
+	int64_t l = rl_reply_int(lim, -1), w = rl_reply_int(win, def_window);
+	struct rl_limit *v;
+
+	if (l < 0) { /* no explicit limit any more: fall back to the default */
+		free(rl_map_del(m, key));
+		return;
+	}
+	v = rl_map_get_or_add(m, key, rl_limit_new);
+	v->limit = l;
+	v->window_ms = w > 0 ? w : def_window;
+}
+
+struct rl_reload {
+	rl_reload_cb *done;
+	void *arg;
+	char **keys;
+	int nkeys;
+};
+
+static void
+rl_reload_finish(struct rlnode *n, struct rl_reload *rr, int count, const char *err)
+{
+	int i;
+
+	n->loading--;
+	if (err)
+		log_warn("limits reload failed: %s", err);
+	if (rr->done)
+		rr->done(n, count, err, rr->arg);
+	for (i = 0; i < rr->nkeys; i++)
+		free(rr->keys[i]);
+	free(rr->keys);
+	free(rr);
+}
+
+static void
+rl_reload_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	struct rl_reload *rr = arg;
+	struct rl_map fresh;
+	int i;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || (int)r->elements != rr->nkeys) {
+		rl_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
+		return;
+	}
+	rl_map_init(&fresh);
+	for (i = 0; i < rr->nkeys; i++) {
+		redisReply *h = r->element[i];
+		if (h->type == REDIS_REPLY_ARRAY && h->elements == 2)
+			rl_limit_store(&fresh, rr->keys[i], h->element[0], h->element[1],
+			    n->window_ms);
+	}
+	/* Swap whole: a reload is authoritative, so stale entries go too. */
+	rl_map_clear(&n->limits, free);
+	n->limits = fresh;
+	n->limits_loaded = 1;
+	log_info("limits reloaded: %zu explicit", n->limits.n);
+	rl_reload_finish(n, rr, (int)n->limits.n, NULL);
+}
+
+static void
+rl_reload_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	struct rl_reload *rr = arg;
+	struct rl_cmd *cmds;
+	char **names;
+	int i, nk;
+
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		rl_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
+		return;
+	}
+	nk = (int)r->elements;
+	rr->keys = calloc((size_t)nk + 1, sizeof(char *));
+	names = calloc((size_t)nk + 1, sizeof(char *));
+	cmds = calloc((size_t)nk + 1, sizeof(*cmds));
+	if (rr->keys == NULL || names == NULL || cmds == NULL)
+		fatal("out of memory");
+	for (i = 0; i < nk; i++) {
+		const char *k = r->element[i]->str ? r->element[i]->str : "";
+		if ((rr->keys[i] = strdup(k)) == NULL ||
+		    asprintf(&names[i], "rl:limit:%s", k) < 0)
+			fatal("out of memory");
+		cmds[i].argc = 4;
+		cmds[i].argv[0] = "HMGET";
+		cmds[i].argv[1] = names[i];
+		cmds[i].argv[2] = "limit";
+		cmds[i].argv[3] = "window_ms";
+	}
+	rr->nkeys = nk;
+	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_reload_values, rr, cmds, nk) < 0)
+		rl_reload_finish(n, rr, -1, "redis not connected");
+	for (i = 0; i < nk; i++)
+		free(names[i]);
+	free(names);
+	free(cmds);
+}
+
+int
+rl_limits_reload(struct rlnode *n, rl_reload_cb *done, void *arg)
+{
+	struct rl_reload *rr = calloc(1, sizeof(*rr));
+	const char *argv[] = {"SMEMBERS", "rl:limits"};
+
+	if (rr == NULL)
+		return -1;
+	rr->done = done;
+	rr->arg = arg;
+	if (rl_call_argv(n, rl_mgmt_conn(n), RL_MGMT_TIMEOUT_MS, rl_reload_members, rr, 2, argv,
+		NULL) < 0) {
+		free(rr);
+		return -1;
+	}
+	n->loading++;
+	return 0;
+}
+
+static void
+rl_limit_fetched(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	char *key = arg;
+
+	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		rl_limit_store(&n->limits, key, r->element[0], r->element[1], n->window_ms);
+		log_info("limit cache updated for %s", key);
+	} else {
+		log_warn("limit refresh for %s failed: %s", key, err ? err : "bad reply");
+	}
+	free(key);
+}
+
+static void
+rl_limit_fetch(struct rlnode *n, const char *key)
+{
+	char *name, *k = strdup(key);
+	const char *argv[4] = {"HMGET", NULL, "limit", "window_ms"};
+
+	if (k == NULL || asprintf(&name, "rl:limit:%s", key) < 0)
+		fatal("out of memory");
+	argv[1] = name;
+	if (rl_call_argv(n, rl_mgmt_conn(n), RL_MGMT_TIMEOUT_MS, rl_limit_fetched, k, 4, argv,
+		NULL) < 0) {
+		log_warn("limit refresh for %s not sent: redis not connected", key);
+		free(k);
+	}
+	free(name);
+}
+
+/*
+ * Subscriber. Known staleness bound: when this connection drops, the node
+ * reconnects (backoff from RL_BACKOFF_MIN_MS) and re-SUBSCRIBEs but does NOT
+ * reload the limits. An invalidation published while it was disconnected is
+ * therefore missed, and /check keeps enforcing the stale cached limit until
+ * the next periodic refresh (--limit-refresh) or POST /api/resync. This is
+ * the deliberate trade of the hot-path cache; the counters API exposes it as
+ * limit != cached_limit.
+ */
+static void
+rl_sub_message(redisAsyncContext *ac, void *r, void *priv)
+{
+	struct rl_conn *c = priv;
+	struct rlnode *n = c->n;
+	redisReply *rep = r;
+
+	if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+	    rep->element[0]->str == NULL)
+		return;
+	if (strcmp(rep->element[0]->str, "subscribe") == 0) {
+		log_info("subscribed to %s", RL_CHANNEL);
+		/* The first load follows the subscription so no change can fall
+		 * between load and subscribe at startup. */
+		if (!n->limits_loaded && !n->loading && rl_limits_reload(n, NULL, NULL) < 0)
+			log_warn("initial limits load not sent; the refresh timer will retry");
+	} else if (strcmp(rep->element[0]->str, "message") == 0 && rep->element[2]->str) {
+		rl_limit_fetch(n, rep->element[2]->str);
+	}
+}
+
+/* ---- heartbeat ---- */
+
+static void
+rl_heartbeat_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		log_warn("heartbeat failed: %s", err ? err : (r && r->str ? r->str : "bad reply"));
+		return;
+	}
+	rl_note_redis_time(n, r->element[0]->integer);
+	if (n->started_wall_ms == 0)
+		n->started_wall_ms = r->element[1]->integer;
+	if (!n->limits_loaded && !n->loading && n->sub.connected)
+		rl_limits_reload(n, NULL, NULL); /* the initial load failed; try again */
+}
+
+void
+rl_heartbeat(struct rlnode *n)
+{
+	char node[RL_NODE_ID_MAX + 16], addr[400], pid[24], started[24], ttl[24];
+	const char *argv[12];
+
+	snprintf(node, sizeof(node), "rl:node:%s", n->node_id);
+	snprintf(addr, sizeof(addr), "%s:%d", n->bind, n->port);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	snprintf(started, sizeof(started), "%lld", (long long)n->started_wall_ms);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)n->node_ttl_ms);
+	argv[0] = "EVAL";
+	argv[1] = rl_heartbeat_lua;
+	argv[2] = "4";
+	argv[3] = "rl:nodes";
+	argv[4] = node;
+	argv[5] = "rl:nodes:seen";
+	argv[6] = "rl:nodes:addr";
+	argv[7] = n->node_id;
+	argv[8] = addr;
+	argv[9] = pid;
+	argv[10] = started;
+	argv[11] = ttl;
+	if (rl_call_argv(n, rl_mgmt_conn(n), n->heartbeat_ms, rl_heartbeat_done, NULL, 12, argv,
+		NULL) < 0)
+		log_debug("heartbeat skipped: redis not connected");
+}
+
+int
+rl_deregister(struct rlnode *n, rl_call_cb *cb)
+{
+	char node[RL_NODE_ID_MAX + 16];
+	struct rl_cmd cmds[4] = {
+		{2, {"DEL", node}},
+		{3, {"SREM", "rl:nodes", n->node_id}},
+		{3, {"HDEL", "rl:nodes:seen", n->node_id}},
+		{3, {"HDEL", "rl:nodes:addr", n->node_id}},
+	};
+
+	snprintf(node, sizeof(node), "rl:node:%s", n->node_id);
+	return rl_call_multi(n, RL_STOP_TIMEOUT_MS, cb, NULL, cmds, 4);
+}
+
+/* ---- lifecycle ---- */
+
+static void
+rl_conn_init(struct rlnode *n, struct rl_conn *c, int idx)
+{
+	c->n = n;
+	c->idx = idx;
+	c->backoff_ms = RL_BACKOFF_MIN_MS;
+	c->retry_ev = evtimer_new(n->base, rl_conn_retry, c);
+	if (c->retry_ev == NULL)
+		fatal("evtimer_new failed");
+}
+
+void
+rl_redis_start(struct rlnode *n)
+{
+	int i;
+
+	for (i = 0; i < RL_NCONN; i++) {
+		rl_conn_init(n, &n->conns[i], i);
+		rl_conn_connect(&n->conns[i]);
+	}
+	rl_conn_init(n, &n->sub, -1);
+	rl_conn_connect(&n->sub);
+}
+
+static void
+rl_conn_close(struct rl_conn *c)
+{
+	if (c->retry_ev) {
+		event_free(c->retry_ev);
+		c->retry_ev = NULL;
+	}
+	if (c->ac) {
+		redisAsyncContext *ac = c->ac;
+		c->ac = NULL;
+		/* Pending callbacks run now with NULL replies; every caller has
+		 * already been answered, so they only free their call structs. */
+		redisAsyncFree(ac);
+	}
+}
+
+void
+rl_redis_stop(struct rlnode *n)
+{
+	int i;
+
+	n->stopped = 1;
+	rl_calls_abort_all(n);
+	for (i = 0; i < RL_NCONN; i++)
+		rl_conn_close(&n->conns[i]);
+	rl_conn_close(&n->sub);
+}

@@ -1,0 +1,433 @@
+#include "subjects/subject.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+
+static const struct op_subject_ops *const subject_kinds[] = {
+	&rl_subject_ops,
+#ifdef OP_HAVE_TIKV
+	&tikv_subject_ops,
+#endif
+};
+
+struct op_reading *
+op_readings_add(struct op_readings *r, const char *invariant, const char *entity,
+    enum op_rd_state state, double value, double threshold, json_object *evidence,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 16;
+		struct op_reading *nv = realloc(r->v, cap * sizeof(*nv));
+		if (nv == NULL) {
+			json_object_put(evidence);
+			return NULL;
+		}
+		r->v = nv;
+		r->cap = cap;
+	}
+	struct op_reading *x = &r->v[r->n++];
+	memset(x, 0, sizeof(*x));
+	x->invariant = invariant;
+	op_strlcpy(x->entity, entity, sizeof(x->entity));
+	x->state = state;
+	x->value = value;
+	x->threshold = threshold;
+	x->evidence = evidence ? evidence : json_object_new_object();
+	va_start(ap, fmt);
+	vsnprintf(x->message, sizeof(x->message), fmt, ap);
+	va_end(ap);
+	return x;
+}
+
+const struct op_reading *
+op_readings_find(const struct op_readings *r, const char *invariant, const char *entity)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->v[i].invariant, invariant) == 0 && strcmp(r->v[i].entity, entity) == 0)
+			return &r->v[i];
+	return NULL;
+}
+
+void
+op_readings_clear(struct op_readings *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		json_object_put(r->v[i].evidence);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+const struct op_invariant_def *
+op_subject_invariant(const struct op_subject *s, const char *name)
+{
+	for (size_t i = 0; i < s->ops->ninvariants; i++)
+		if (strcmp(s->ops->invariants[i].name, name) == 0)
+			return &s->ops->invariants[i];
+	return NULL;
+}
+
+const struct op_action_def *
+op_subject_action(const struct op_subject *s, const char *name)
+{
+	for (size_t i = 0; i < s->ops->nactions; i++)
+		if (strcmp(s->ops->actions[i].name, name) == 0)
+			return &s->ops->actions[i];
+	return NULL;
+}
+
+const struct op_fault_def *
+op_subject_fault(const struct op_subject *s, const char *name)
+{
+	for (size_t i = 0; i < s->ops->nfaults; i++)
+		if (strcmp(s->ops->faults[i].name, name) == 0)
+			return &s->ops->faults[i];
+	return NULL;
+}
+
+static int
+param_validate(const struct op_param_def *p, json_object *params, char *err, size_t errlen)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(params, p->name, &v) || v == NULL) {
+		if (p->required) {
+			snprintf(err, errlen, "missing parameter \"%s\"", p->name);
+			return -1;
+		}
+		return 0;
+	}
+	if (p->type == OP_PARAM_STRING) {
+		if (json_object_is_type(v, json_type_int)) {
+			/* "node" may come back as 3 from a model: the string form is unambiguous. */
+			char buf[32];
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_object_get_int64(v));
+			json_object_object_add(params, p->name, json_object_new_string(buf));
+			json_object_object_get_ex(params, p->name, &v);
+		}
+		if (!json_object_is_type(v, json_type_string)) {
+			snprintf(err, errlen, "parameter \"%s\" must be a string", p->name);
+			return -1;
+		}
+		int64_t len = json_object_get_string_len(v);
+		if (len < p->min || len > p->max) {
+			snprintf(err, errlen, "parameter \"%s\" length %lld outside %lld..%lld",
+			    p->name, (long long)len, (long long)p->min, (long long)p->max);
+			return -1;
+		}
+		return 0;
+	}
+	/* integers */
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s = json_object_get_string(v);
+		if (p->type == OP_PARAM_U64) {
+			uint64_t u;
+			if (op_parse_u64(s, &u) != 0) {
+				snprintf(err, errlen, "parameter \"%s\": \"%s\" is not an unsigned integer",
+				    p->name, s);
+				return -1;
+			}
+			json_object_object_add(params, p->name, json_object_new_uint64(u));
+		} else {
+			int64_t i;
+			if (op_parse_int(s, INT64_MIN, INT64_MAX, &i) != 0) {
+				snprintf(err, errlen, "parameter \"%s\": \"%s\" is not an integer",
+				    p->name, s);
+				return -1;
+			}
+			json_object_object_add(params, p->name, json_object_new_int64(i));
+		}
+		json_object_object_get_ex(params, p->name, &v);
+	}
+	if (json_object_is_type(v, json_type_double)) {
+		double d = json_object_get_double(v);
+		if (d != (double)(int64_t)d) {
+			snprintf(err, errlen, "parameter \"%s\" must be a whole number", p->name);
+			return -1;
+		}
+		json_object_object_add(params, p->name, json_object_new_int64((int64_t)d));
+		json_object_object_get_ex(params, p->name, &v);
+	}
+	if (!json_object_is_type(v, json_type_int)) {
+		snprintf(err, errlen, "parameter \"%s\" must be an integer", p->name);
+		return -1;
+	}
+	if (p->type == OP_PARAM_U64) {
+		/* json-c reports negatives through get_int64 */
+		if (json_object_get_int64(v) < 0) {
+			snprintf(err, errlen, "parameter \"%s\" must not be negative", p->name);
+			return -1;
+		}
+		return 0;
+	}
+	int64_t i = json_object_get_int64(v);
+	if (i < p->min || i > p->max) {
+		snprintf(err, errlen, "parameter \"%s\" = %lld outside %lld..%lld", p->name,
+		    (long long)i, (long long)p->min, (long long)p->max);
+		return -1;
+	}
+	return 0;
+}
+
+int
+op_action_validate(const struct op_action_def *a, json_object *params, char *err,
+    size_t errlen)
+{
+	if (params == NULL || !json_object_is_type(params, json_type_object)) {
+		snprintf(err, errlen, "parameters of %s must be an object", a->name);
+		return -1;
+	}
+	json_object_object_foreach(params, k, v)
+	{
+		(void)v;
+		int known = 0;
+		for (size_t i = 0; i < a->nparams; i++)
+			if (strcmp(a->params[i].name, k) == 0)
+				known = 1;
+		if (!known) {
+			snprintf(err, errlen, "%s takes no parameter \"%s\"", a->name, k);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < a->nparams; i++)
+		if (param_validate(&a->params[i], params, err, errlen) != 0)
+			return -1;
+	return 0;
+}
+
+static const char *const param_type_names[] = {"string", "integer", "uint64"};
+
+json_object *
+op_subject_catalogue(const struct op_subject *s)
+{
+	json_object *cat = json_object_new_object();
+	json_object *acts = json_object_new_array();
+	json_object *invs = json_object_new_array();
+
+	for (size_t i = 0; i < s->ops->nactions; i++) {
+		const struct op_action_def *a = &s->ops->actions[i];
+		json_object *ja = json_object_new_object();
+		json_object *jp = json_object_new_array();
+		json_object_object_add(ja, "name", json_object_new_string(a->name));
+		json_object_object_add(ja, "risk", json_object_new_string(a->risk));
+		json_object_object_add(ja, "description", json_object_new_string(a->description));
+		json_object_object_add(ja, "expected_outcome",
+		    json_object_new_string(a->expected_outcome));
+		for (size_t j = 0; j < a->nparams; j++) {
+			const struct op_param_def *p = &a->params[j];
+			json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", json_object_new_string(p->name));
+			json_object_object_add(o, "type", json_object_new_string(param_type_names[p->type]));
+			json_object_object_add(o, "required", json_object_new_boolean(p->required));
+			if (p->type == OP_PARAM_STRING) {
+				json_object_object_add(o, "min_length", json_object_new_int64(p->min));
+				json_object_object_add(o, "max_length", json_object_new_int64(p->max));
+			} else if (p->type == OP_PARAM_INT) {
+				json_object_object_add(o, "minimum", json_object_new_int64(p->min));
+				json_object_object_add(o, "maximum", json_object_new_int64(p->max));
+			}
+			json_object_object_add(o, "description", json_object_new_string(p->description));
+			json_object_array_add(jp, o);
+		}
+		json_object_object_add(ja, "parameters", jp);
+		json_object_array_add(acts, ja);
+	}
+	for (size_t i = 0; i < s->ops->ninvariants; i++) {
+		const struct op_invariant_def *d = &s->ops->invariants[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(d->name));
+		json_object_object_add(o, "severity", json_object_new_string(d->severity));
+		json_object_object_add(o, "description", json_object_new_string(d->description));
+		json_object_array_add(invs, o);
+	}
+	json_object_object_add(cat, "actions", acts);
+	json_object_object_add(cat, "invariants", invs);
+	return cat;
+}
+
+int
+op_subjects_create(struct op_subjects *all, const struct op_config *cfg, char *err, size_t errlen)
+{
+	memset(all, 0, sizeof(*all));
+	for (size_t i = 0; i < op_config_section_count(cfg); i++) {
+		const char *sec = op_config_section_name(cfg, i);
+		if (strncmp(sec, "subject.", 8) != 0)
+			continue;
+		const struct op_subject_ops *ops = op_subject_kind(sec + 8);
+		if (ops == NULL) {
+			snprintf(err, errlen, "[%s]: unknown subject kind \"%s\"", sec, sec + 8);
+			op_subjects_destroy(all);
+			return -1;
+		}
+		struct op_subject *nv = realloc(all->v, (all->n + 1) * sizeof(*nv));
+		if (nv == NULL) {
+			snprintf(err, errlen, "out of memory");
+			op_subjects_destroy(all);
+			return -1;
+		}
+		all->v = nv;
+		struct op_subject *s = &all->v[all->n];
+		memset(s, 0, sizeof(*s));
+		s->ops = ops;
+		op_strlcpy(s->name, ops->name, sizeof(s->name));
+		if (ops->create(s, cfg, err, errlen) != 0) {
+			op_subjects_destroy(all);
+			return -1;
+		}
+		all->n++;
+	}
+	return 0;
+}
+
+void
+op_subjects_destroy(struct op_subjects *all)
+{
+	for (size_t i = 0; i < all->n; i++)
+		all->v[i].ops->destroy(&all->v[i]);
+	free(all->v);
+	memset(all, 0, sizeof(*all));
+}
+
+struct op_subject *
+op_subjects_find(struct op_subjects *all, const char *name)
+{
+	for (size_t i = 0; i < all->n; i++)
+		if (strcmp(all->v[i].name, name) == 0)
+			return &all->v[i];
+	return NULL;
+}
+
+const struct op_subject_ops *
+op_subject_kind(const char *name)
+{
+	for (size_t i = 0; i < OP_ARRAY_LEN(subject_kinds); i++)
+		if (strcmp(subject_kinds[i]->name, name) == 0)
+			return subject_kinds[i];
+	return NULL;
+}
+
+void
+op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
+    const char *entity)
+{
+	snprintf(out, outlen, "%s/%s/%s", subject, invariant, entity);
+}
+
+json_object *
+op_diag_new(const char *primary, double confidence, const char *severity)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "timeline", json_object_new_array());
+	json_object_object_add(d, "affected_components", json_object_new_array());
+	json_object_object_add(d, "metric_readings", json_object_new_array());
+	json_object_object_add(d, "primary_diagnosis", json_object_new_string(primary));
+	json_object_object_add(d, "confidence", json_object_new_double(confidence));
+	json_object_object_add(d, "supporting_evidence", json_object_new_array());
+	json_object_object_add(d, "alternatives_considered", json_object_new_array());
+	json_object_object_add(d, "severity", json_object_new_string(severity));
+	json_object_object_add(d, "risks", json_object_new_array());
+	json_object_object_add(d, "recommended_actions", json_object_new_array());
+	return d;
+}
+
+static void
+diag_append_fmt(json_object *d, const char *key, const char *fmt, va_list ap)
+{
+	char buf[512];
+	json_object *a;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (json_object_object_get_ex(d, key, &a))
+		json_object_array_add(a, json_object_new_string(buf));
+}
+
+void
+op_diag_add_evidence(json_object *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_append_fmt(d, "supporting_evidence", fmt, ap);
+	va_end(ap);
+}
+
+void
+op_diag_add_timeline(json_object *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	diag_append_fmt(d, "timeline", fmt, ap);
+	va_end(ap);
+}
+
+void
+op_diag_add_component(json_object *d, const char *component)
+{
+	json_object *a;
+
+	if (json_object_object_get_ex(d, "affected_components", &a))
+		json_object_array_add(a, json_object_new_string(component));
+}
+
+void
+op_diag_add_reading(json_object *d, const char *name, double value, const char *unit)
+{
+	json_object *a, *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(name));
+	json_object_object_add(o, "value", json_object_new_double(value));
+	json_object_object_add(o, "unit", json_object_new_string(unit));
+	if (json_object_object_get_ex(d, "metric_readings", &a))
+		json_object_array_add(a, o);
+	else
+		json_object_put(o);
+}
+
+void
+op_diag_add_alternative(json_object *d, const char *hypothesis, const char *supporting,
+    const char *contradicting, const char *conclusion)
+{
+	json_object *a, *o = json_object_new_object();
+
+	json_object_object_add(o, "hypothesis", json_object_new_string(hypothesis));
+	json_object_object_add(o, "supporting", json_object_new_string(supporting));
+	json_object_object_add(o, "contradicting", json_object_new_string(contradicting));
+	json_object_object_add(o, "conclusion", json_object_new_string(conclusion));
+	if (json_object_object_get_ex(d, "alternatives_considered", &a))
+		json_object_array_add(a, o);
+	else
+		json_object_put(o);
+}
+
+void
+op_diag_add_risk(json_object *d, const char *risk)
+{
+	json_object *a;
+
+	if (json_object_object_get_ex(d, "risks", &a))
+		json_object_array_add(a, json_object_new_string(risk));
+}
+
+void
+op_diag_add_action(json_object *d, const char *action, json_object *params, const char *reason,
+    const char *urgency, const char *expected_outcome)
+{
+	json_object *a, *o = json_object_new_object();
+
+	json_object_object_add(o, "action", json_object_new_string(action));
+	json_object_object_add(o, "parameters", params ? params : json_object_new_object());
+	json_object_object_add(o, "reason", json_object_new_string(reason));
+	json_object_object_add(o, "urgency", json_object_new_string(urgency));
+	json_object_object_add(o, "expected_outcome", json_object_new_string(expected_outcome));
+	if (json_object_object_get_ex(d, "recommended_actions", &a))
+		json_object_array_add(a, o);
+	else
+		json_object_put(o);
+}

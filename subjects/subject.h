@@ -1,0 +1,167 @@
+/* subject: the vtable every watched system implements, and the registry that
+ * creates the configured ones. Linked into the observer, diagnoser, executor,
+ * verifier and chaos workers; never into the supervisor's hot path. */
+#ifndef OP_SUBJECT_H
+#define OP_SUBJECT_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+
+#define OP_ENTITY_MAX 128
+#define OP_NAME_MAX 64
+
+/* What one invariant says about one entity in one observation. BAND means
+ * "cannot tell or between the fire and clear thresholds": the observer keeps
+ * whatever state it had, so missing data never clears (or opens) a ticket. */
+enum op_rd_state { OP_RD_HEALTHY, OP_RD_BAND, OP_RD_VIOLATED };
+
+struct op_reading {
+	const char *invariant;          /* static string: an op_invariant_def name */
+	char entity[OP_ENTITY_MAX];
+	enum op_rd_state state;
+	double value;                   /* the measured figure */
+	double threshold;               /* the figure it is compared with */
+	char message[256];
+	json_object *evidence;          /* owned; the figures that decided it */
+};
+
+struct op_readings {
+	struct op_reading *v;
+	size_t n, cap;
+};
+
+struct op_invariant_def {
+	const char *name;
+	const char *severity;  /* "critical" | "warning" */
+	int64_t hold_for_ms;   /* violated this long before a ticket opens */
+	int64_t clear_for_ms;  /* healthy this long before it counts as healed */
+	const char *description;
+};
+
+enum op_param_type { OP_PARAM_STRING, OP_PARAM_INT, OP_PARAM_U64 };
+
+struct op_param_def {
+	const char *name;
+	enum op_param_type type;
+	int64_t min, max;      /* integers: bounds; strings: length bounds */
+	int required;
+	const char *description;
+};
+
+struct op_action_def {
+	const char *name;
+	const char *risk;      /* "low" | "medium" | "high" */
+	const struct op_param_def *params;
+	size_t nparams;
+	const char *description;
+	const char *expected_outcome;
+};
+
+struct op_fault_def {
+	const char *name;
+	const char *description;
+	int64_t default_ttl_ms;
+	const char *params;    /* human summary, e.g. "key=NAME pause=DURATION" */
+};
+
+struct op_subject;
+
+struct op_subject_ops {
+	const char *name;
+	const char *description; /* what the system is, for prompts and docs */
+	const struct op_invariant_def *invariants;
+	size_t ninvariants;
+	const struct op_action_def *actions;
+	size_t nactions;
+	const struct op_fault_def *faults;
+	size_t nfaults;
+
+	/* Reads [subject.NAME]; fills err ("[subject.x] key: why") on bad config. */
+	int (*create)(struct op_subject *s, const struct op_config *cfg, char *err, size_t errlen);
+	void (*destroy)(struct op_subject *s);
+	/* A fresh observation. -1 (err says why) when the subject cannot be observed
+	 * at all; partial failures (one node down) are part of a successful one. */
+	int (*observe)(struct op_subject *s, json_object **obs, char *err, size_t errlen);
+	/* Evaluates every invariant on an observation. */
+	void (*check)(struct op_subject *s, json_object *obs, struct op_readings *out);
+	/* Offline playbook: a diagnosis (DESIGN §6 schema) for a ticket
+	 * {invariant, entity, evidence, ...} given a fresh observation (may be NULL). */
+	json_object *(*diagnose)(struct op_subject *s, json_object *ticket, json_object *obs);
+	/* Preconditions on a fresh observation; -1 with why when the action must not run. */
+	int (*precheck)(struct op_subject *s, const char *action, json_object *params,
+	    json_object *obs, char *why, size_t whylen);
+	/* Runs the action; -1 with err when it failed. *result gets the figures. */
+	int (*execute)(struct op_subject *s, const char *action, json_object *params,
+	    json_object **result, char *err, size_t errlen);
+	/* Chaos: inject a fault; *undo receives what undo needs (and "target"). */
+	int (*inject)(struct op_subject *s, const char *fault, json_object *params,
+	    json_object **undo, char *err, size_t errlen);
+	int (*undo)(struct op_subject *s, const char *fault, json_object *undo, char *err,
+	    size_t errlen);
+};
+
+struct op_subject {
+	const struct op_subject_ops *ops;
+	char name[OP_NAME_MAX];
+	void *priv;
+};
+
+/* readings */
+struct op_reading *op_readings_add(struct op_readings *r, const char *invariant,
+    const char *entity, enum op_rd_state state, double value, double threshold,
+    json_object *evidence, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+const struct op_reading *op_readings_find(const struct op_readings *r, const char *invariant,
+    const char *entity);
+void op_readings_clear(struct op_readings *r);
+
+/* catalogue */
+const struct op_invariant_def *op_subject_invariant(const struct op_subject *s, const char *name);
+const struct op_action_def *op_subject_action(const struct op_subject *s, const char *name);
+const struct op_fault_def *op_subject_fault(const struct op_subject *s, const char *name);
+/* Checks params against the action's typed bounds. Coerces only the
+ * unambiguous ("3" -> 3 for an integer); rewrites *params in place. */
+int op_action_validate(const struct op_action_def *a, json_object *params, char *err,
+    size_t errlen);
+/* The catalogue as JSON (actions with typed params and bounds, invariants). */
+json_object *op_subject_catalogue(const struct op_subject *s);
+
+/* registry: one subject per [subject.NAME] section. */
+struct op_subjects {
+	struct op_subject *v;
+	size_t n;
+};
+int op_subjects_create(struct op_subjects *all, const struct op_config *cfg, char *err,
+    size_t errlen);
+void op_subjects_destroy(struct op_subjects *all);
+struct op_subject *op_subjects_find(struct op_subjects *all, const char *name);
+/* Known subject kinds, for --check-config. */
+const struct op_subject_ops *op_subject_kind(const char *name);
+
+/* Fingerprint = subject/invariant/entity: identity never comes from LLM text. */
+void op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
+    const char *entity);
+
+/* Diagnosis helpers shared by the playbooks: builds the DESIGN §6 schema. */
+json_object *op_diag_new(const char *primary, double confidence, const char *severity);
+void op_diag_add_evidence(json_object *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void op_diag_add_timeline(json_object *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void op_diag_add_component(json_object *d, const char *component);
+void op_diag_add_reading(json_object *d, const char *name, double value, const char *unit);
+void op_diag_add_alternative(json_object *d, const char *hypothesis, const char *supporting,
+    const char *contradicting, const char *conclusion);
+void op_diag_add_risk(json_object *d, const char *risk);
+/* Takes ownership of params. */
+void op_diag_add_action(json_object *d, const char *action, json_object *params,
+    const char *reason, const char *urgency, const char *expected_outcome);
+
+extern const struct op_subject_ops rl_subject_ops;
+#ifdef OP_HAVE_TIKV
+extern const struct op_subject_ops tikv_subject_ops;
+#endif
+
+#endif

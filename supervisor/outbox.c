@@ -1,0 +1,131 @@
+/* outbox: frames and events produced while handling one input are held
+ * until the ledger transaction that records them commits, so nothing is
+ * dispatched that a crash could forget. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "protocol/bus.h"
+#include "supervisor/od.h"
+
+static int outbox_in_txn;
+
+uint64_t
+od_new_id(void)
+{
+	return ++od->next_id;
+}
+
+static void
+outbox_push(int target, struct op_msg *m)
+{
+	if (od->nout == od->capout) {
+		size_t cap = od->capout ? od->capout * 2 : 16;
+		struct od_outbox_item *n = realloc(od->outbox, cap * sizeof(*n));
+		if (n == NULL) {
+			log_err("out of memory; dropping %s frame", op_msg_type_name(m->type));
+			op_msg_clear(m);
+			return;
+		}
+		od->outbox = n;
+		od->capout = cap;
+	}
+	od->outbox[od->nout].target = target;
+	od->outbox[od->nout].msg = *m;
+	od->nout++;
+}
+
+static void
+outbox_txn(void)
+{
+	if (!outbox_in_txn) {
+		if (ledger_begin(od->ledger) == 0)
+			outbox_in_txn = 1;
+	}
+}
+
+void
+outbox_send(int target, enum op_msg_type type, uint64_t id, json_object *body)
+{
+	struct op_msg m;
+
+	outbox_txn();
+	op_msg_init(&m, type, id, body);
+	outbox_push(target, &m);
+}
+
+int64_t
+outbox_event(const char *type, int64_t ticket, const char *subject, const char *entity,
+    const char *invariant, json_object *data)
+{
+	int64_t ts = op_wall_ms();
+	int64_t seq;
+	struct op_msg m;
+	char tsbuf[OP_TS_LEN];
+
+	outbox_txn();
+	seq = ledger_event(od->ledger, ts, type, ticket, subject, entity, invariant, data);
+	if (seq < 0) {
+		json_object_put(data);
+		return -1;
+	}
+	json_object *ev = json_object_new_object();
+	op_rfc3339(ts, tsbuf);
+	json_object_object_add(ev, "seq", json_object_new_int64(seq));
+	json_object_object_add(ev, "ts", json_object_new_string(tsbuf));
+	json_object_object_add(ev, "type", json_object_new_string(type));
+	if (ticket > 0)
+		json_object_object_add(ev, "ticket", json_object_new_int64(ticket));
+	if (subject)
+		json_object_object_add(ev, "subject", json_object_new_string(subject));
+	if (entity)
+		json_object_object_add(ev, "entity", json_object_new_string(entity));
+	if (invariant)
+		json_object_object_add(ev, "invariant", json_object_new_string(invariant));
+	json_object_object_add(ev, "data", data ? data : json_object_new_object());
+	op_msg_init(&m, OP_MSG_EVENT, (uint64_t)seq, ev);
+	outbox_push(-1, &m);
+	log_debug("event %lld %s", (long long)seq, type);
+	return seq;
+}
+
+int
+outbox_commit(void)
+{
+	int rc = 0;
+
+	if (outbox_in_txn) {
+		outbox_in_txn = 0;
+		if (ledger_commit(od->ledger) != 0) {
+			/* Nothing was recorded, so nothing may go out. */
+			ledger_rollback(od->ledger);
+			outbox_abort();
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < od->nout; i++) {
+		struct od_outbox_item *it = &od->outbox[i];
+		if (it->target < 0) {
+			/* PUB never blocks: a slow optail drops and backfills from the ledger. */
+			bus_send(od->pub, &it->msg, 1);
+		} else {
+			proc_send(&od->w[it->target], &it->msg);
+		}
+		op_msg_clear(&it->msg);
+	}
+	od->nout = 0;
+	return rc;
+}
+
+void
+outbox_abort(void)
+{
+	if (outbox_in_txn) {
+		outbox_in_txn = 0;
+		ledger_rollback(od->ledger);
+	}
+	for (size_t i = 0; i < od->nout; i++)
+		op_msg_clear(&od->outbox[i].msg);
+	od->nout = 0;
+}

@@ -1,0 +1,381 @@
+/* proc: spawning, readiness, reaping and restarting the worker processes. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "protocol/bus.h"
+#include "supervisor/od.h"
+
+static const char *const proc_names[OD_NWORKERS] = {
+	"observer", "diagnoser", "executor", "verifier", "chaos",
+};
+
+/* Stop order: chaos first (it undoes its faults), then against the pipeline. */
+static const enum od_role proc_stop_order[OD_NWORKERS] = {
+	OD_CHAOS, OD_VERIFIER, OD_EXECUTOR, OD_DIAGNOSER, OD_OBSERVER,
+};
+
+static void proc_on_frame(evutil_socket_t fd, short ev, void *arg);
+static void proc_on_lifeline(evutil_socket_t fd, short ev, void *arg);
+static void proc_on_timer(evutil_socket_t fd, short ev, void *arg);
+
+void
+proc_init_workers(void)
+{
+	for (int i = 0; i < OD_NWORKERS; i++) {
+		struct od_worker *w = &od->w[i];
+		char err[256];
+		memset(w, 0, sizeof(*w));
+		w->role = (enum od_role)i;
+		w->name = proc_names[i];
+		w->counts = i != OD_CHAOS;
+		w->lifeline = -1;
+		snprintf(w->url, sizeof(w->url), "ipc://%.200s/w-%s.ipc", od->runtime_dir, w->name);
+		int rv = bus_open(&w->sock, BUS_PAIR, w->url, 1);
+		if (rv != 0)
+			fatal("%s: %s", w->url, nng_strerror(rv));
+		nng_socket_set_int(w->sock, NNG_OPT_SENDBUF, OD_WORKER_SENDBUF);
+		int fd = bus_recv_fd(w->sock);
+		if (fd < 0)
+			fatal("%s: no receive fd", w->url);
+		w->recv_ev = event_new(od->base, fd, EV_READ | EV_PERSIST, proc_on_frame, w);
+		event_add(w->recv_ev, NULL);
+		w->timer = evtimer_new(od->base, proc_on_timer, w);
+		(void)err;
+	}
+}
+
+struct od_worker *
+proc_by_name(const char *name)
+{
+	for (int i = 0; i < OD_NWORKERS; i++)
+		if (strcmp(od->w[i].name, name) == 0)
+			return &od->w[i];
+	return NULL;
+}
+
+static void
+proc_arm(struct od_worker *w, int64_t ms)
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	evtimer_del(w->timer);
+	evtimer_add(w->timer, &tv);
+}
+
+int
+proc_spawn(struct od_worker *w)
+{
+	int sp[2];
+	pid_t pid;
+	char title[64];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		log_err("%s: socketpair: %s", w->name, strerror(errno));
+		return -1;
+	}
+	snprintf(title, sizeof(title), "operatord: %s", w->name);
+	char *const argv[] = {title, "--worker", (char *)w->name, "--config", od->config_path,
+		"--runtime-dir", od->runtime_dir, NULL};
+	pid = fork();
+	if (pid < 0) {
+		log_err("%s: fork: %s", w->name, strerror(errno));
+		close(sp[0]);
+		close(sp[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		/* Only async-signal-safe calls until exec: nng is not fork-safe. */
+		if (dup2(sp[1], 3) < 0)
+			_exit(127);
+		close_range(4, ~0U, 0);
+		setsid();
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	close(sp[1]);
+	w->pid = pid;
+	w->lifeline = sp[0];
+	w->state = OD_W_STARTING;
+	w->started_mono = op_mono_ms();
+	w->ready_mono = 0;
+	w->lifeline_ev = event_new(od->base, w->lifeline, EV_READ | EV_PERSIST,
+	    proc_on_lifeline, w);
+	event_add(w->lifeline_ev, NULL);
+	proc_arm(w, OD_READY_TIMEOUT_MS);
+	log_info("%s started, pid %d", w->name, (int)pid);
+	return 0;
+}
+
+static void
+proc_on_lifeline(evutil_socket_t fd, short ev, void *arg)
+{
+	struct od_worker *w = arg;
+	char buf[64];
+	ssize_t n = read(fd, buf, sizeof(buf));
+
+	(void)ev;
+	if (n > 0)
+		return; /* readiness newline; the hello frame is what we act on */
+	/* EOF: the child is gone or closed fd 3; SIGCHLD/waitpid decides what it means. */
+	event_free(w->lifeline_ev);
+	w->lifeline_ev = NULL;
+	close(w->lifeline);
+	w->lifeline = -1;
+}
+
+static void
+proc_mark_ready(struct od_worker *w)
+{
+	if (w->state != OD_W_STARTING)
+		return;
+	w->state = OD_W_READY;
+	w->ready_mono = op_mono_ms();
+	evtimer_del(w->timer);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "worker", json_object_new_string(w->name));
+	json_object_object_add(d, "pid", json_object_new_int(w->pid));
+	json_object_object_add(d, "restarts", json_object_new_int(w->restarts));
+	outbox_event("worker_started", 0, NULL, w->name, NULL, d);
+	outbox_send(w->role, OP_MSG_SETTINGS, od_new_id(), dispatch_settings_body());
+	dispatch_worker_ready(w);
+	outbox_commit();
+	if (!od->notified_ready && proc_all_ready()) {
+		od->notified_ready = 1;
+		notify_systemd("READY=1\nSTATUS=all workers ready");
+		log_info("all workers ready");
+	}
+}
+
+static void
+proc_on_frame(evutil_socket_t fd, short ev, void *arg)
+{
+	struct od_worker *w = arg;
+	struct op_msg m;
+	char err[256];
+	int rc;
+
+	(void)fd;
+	(void)ev;
+	while ((rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0) {
+		if (rc == -2)
+			return;
+		if (rc < 0) {
+			/* A worker that speaks garbage is broken: restart it. */
+			log_warn("%s sent a bad frame (%s); restarting it", w->name, err);
+			if (w->pid > 0)
+				kill(w->pid, SIGKILL);
+			return;
+		}
+		if (m.type == OP_MSG_HELLO) {
+			proc_mark_ready(w);
+		} else {
+			/* Frames from an incarnation that has since died are still facts. */
+			dispatch_worker_msg(w, &m);
+		}
+		op_msg_clear(&m);
+	}
+}
+
+int
+proc_send(struct od_worker *w, struct op_msg *m)
+{
+	int rv;
+
+	if (w->state != OD_W_READY)
+		return -1; /* resumed from the ledger when it is ready again */
+	rv = bus_send(w->sock, m, 1);
+	if (rv != 0) {
+		log_warn("%s: cannot queue %s frame (%s); restarting it", w->name,
+		    op_msg_type_name(m->type), nng_strerror(rv));
+		if (w->pid > 0)
+			kill(w->pid, SIGKILL);
+		return -1;
+	}
+	return 0;
+}
+
+int
+proc_all_ready(void)
+{
+	for (int i = 0; i < OD_NWORKERS; i++)
+		if (od->w[i].state != OD_W_READY)
+			return 0;
+	return 1;
+}
+
+static void
+proc_describe_exit(struct od_worker *w, int status)
+{
+	if (WIFEXITED(status))
+		snprintf(w->last_exit, sizeof(w->last_exit), "exit %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(w->last_exit, sizeof(w->last_exit), "signal %d (%s)", WTERMSIG(status),
+		    strsignal(WTERMSIG(status)));
+	else
+		snprintf(w->last_exit, sizeof(w->last_exit), "status %d", status);
+}
+
+static void
+proc_exited(struct od_worker *w, int status)
+{
+	int64_t now = op_mono_ms();
+	int64_t ready_for = w->ready_mono ? now - w->ready_mono : 0;
+	enum od_wstate was = w->state;
+
+	proc_describe_exit(w, status);
+	log_info("%s (pid %d) exited: %s", w->name, (int)w->pid, w->last_exit);
+	if (w->lifeline_ev) {
+		event_free(w->lifeline_ev);
+		w->lifeline_ev = NULL;
+	}
+	if (w->lifeline >= 0) {
+		close(w->lifeline);
+		w->lifeline = -1;
+	}
+	evtimer_del(w->timer);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "worker", json_object_new_string(w->name));
+	json_object_object_add(d, "pid", json_object_new_int(w->pid));
+	json_object_object_add(d, "cause", json_object_new_string(w->last_exit));
+	json_object_object_add(d, "uptime_ms", json_object_new_int64(now - w->started_mono));
+	w->pid = 0;
+	w->state = OD_W_STOPPED;
+	w->ready_mono = 0;
+	outbox_event("worker_exited", 0, NULL, w->name, NULL, d);
+	dispatch_worker_died(w);
+	outbox_commit();
+	control_worker_reply(w, NULL);
+	if (od->shutting_down) {
+		if (was == OD_W_STOPPING)
+			proc_stop_next();
+		return;
+	}
+	struct od_restart_decision dec = od_restart_on_exit(&w->rs, now, ready_for, w->counts);
+	if (dec.give_up) {
+		log_err("%s restarted more than %d times in %d s; shutting down", w->name,
+		    OD_INTENSITY, OD_PERIOD_MS / 1000);
+		json_object *g = json_object_new_object();
+		json_object_object_add(g, "worker", json_object_new_string(w->name));
+		json_object_object_add(g, "reason", json_object_new_string("restart intensity exceeded"));
+		outbox_event("daemon_giving_up", 0, NULL, w->name, NULL, g);
+		outbox_commit();
+		od_begin_shutdown(1);
+		return;
+	}
+	w->restarts++;
+	if (dec.delay_ms == 0) {
+		proc_spawn(w);
+	} else {
+		w->state = OD_W_BACKOFF;
+		log_info("%s restarts in %lld ms", w->name, (long long)dec.delay_ms);
+		proc_arm(w, dec.delay_ms);
+	}
+}
+
+void
+proc_reap(void)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		for (int i = 0; i < OD_NWORKERS; i++)
+			if (od->w[i].pid == pid) {
+				proc_exited(&od->w[i], status);
+				break;
+			}
+	}
+}
+
+static void
+proc_on_timer(evutil_socket_t fd, short ev, void *arg)
+{
+	struct od_worker *w = arg;
+
+	(void)fd;
+	(void)ev;
+	switch (w->state) {
+	case OD_W_BACKOFF:
+		if (!od->shutting_down)
+			proc_spawn(w);
+		break;
+	case OD_W_STARTING:
+		log_warn("%s not ready after %d ms; killing it", w->name, OD_READY_TIMEOUT_MS);
+		if (w->pid > 0)
+			kill(-w->pid, SIGKILL);
+		break;
+	case OD_W_STOPPING:
+		log_warn("%s still running %d ms after SIGTERM; SIGKILL", w->name, OD_SHUTDOWN_MS);
+		if (w->pid > 0) {
+			kill(-w->pid, SIGKILL); /* its whole process group */
+			kill(w->pid, SIGKILL);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+void
+proc_stop_next(void)
+{
+	while (od->stop_index < OD_NWORKERS) {
+		struct od_worker *w = &od->w[proc_stop_order[od->stop_index]];
+		if (w->state == OD_W_STOPPING && w->pid > 0)
+			return; /* still waiting for this one */
+		if (w->pid > 0) {
+			w->state = OD_W_STOPPING;
+			kill(w->pid, SIGTERM);
+			proc_arm(w, OD_SHUTDOWN_MS);
+			return;
+		}
+		evtimer_del(w->timer);
+		w->state = OD_W_STOPPED;
+		od->stop_index++;
+	}
+	event_base_loopexit(od->base, NULL);
+}
+
+void
+proc_restart_worker(struct od_worker *w)
+{
+	if (w->pid > 0)
+		kill(w->pid, SIGTERM);
+}
+
+const char *
+od_worker_state_name(enum od_wstate s)
+{
+	static const char *const names[] = {"stopped", "starting", "ready", "backoff",
+		"stopping", "disabled"};
+	return names[s];
+}
+
+json_object *
+proc_workers_json(void)
+{
+	json_object *arr = json_object_new_array();
+	int64_t now = op_mono_ms();
+
+	for (int i = 0; i < OD_NWORKERS; i++) {
+		struct od_worker *w = &od->w[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(w->name));
+		json_object_object_add(o, "pid", json_object_new_int(w->pid));
+		json_object_object_add(o, "state", json_object_new_string(od_worker_state_name(w->state)));
+		json_object_object_add(o, "restarts", json_object_new_int(w->restarts));
+		json_object_object_add(o, "uptime_ms", json_object_new_int64(
+		    w->pid > 0 ? now - w->started_mono : 0));
+		json_object_object_add(o, "last_exit", json_object_new_string(w->last_exit));
+		json_object_array_add(arr, o);
+	}
+	return arr;
+}

@@ -1,0 +1,127 @@
+/* executor: the last safety gate. Right before acting it re-reads the kill
+ * switch and mode, re-observes, re-checks the invariant (never act on a
+ * healed problem) and the action's preconditions, then runs the action. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/jsonutil.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "workers/worker.h"
+
+static void
+exec_reply(struct worker *w, struct op_msg *m, const char *status, const char *kind,
+    const char *reason, json_object *result, int64_t t0)
+{
+	json_object *b = json_object_new_object();
+
+	json_object_object_add(b, "ticket_id", json_object_new_int64(op_json_int(m->body, "ticket_id", 0)));
+	json_object_object_add(b, "action_id", json_object_new_int64(op_json_int(m->body, "action_id", 0)));
+	json_object_object_add(b, "status", json_object_new_string(status));
+	if (kind)
+		json_object_object_add(b, "kind", json_object_new_string(kind));
+	json_object_object_add(b, "reason", json_object_new_string(reason ? reason : ""));
+	json_object_object_add(b, "result", result);
+	json_object_object_add(b, "duration_ms", json_object_new_int64(op_mono_ms() - t0));
+	worker_send(w, OP_MSG_ACTION_RESULT, m->id, b);
+}
+
+static const char *
+exec_gate(struct worker *w)
+{
+	worker_drain(w);
+	if (w->kill_switch)
+		return "kill switch";
+	if (strcmp(w->mode, "observe") == 0)
+		return "mode";
+	return NULL;
+}
+
+static void
+exec_on_msg(struct worker *w, struct op_msg *m)
+{
+	const char *subject, *action, *invariant, *entity, *why;
+	json_object *params, *obs = NULL, *result = NULL;
+	struct op_subject *sj;
+	const struct op_action_def *def;
+	char err[512] = "";
+	int64_t t0 = op_mono_ms();
+
+	if (m->type != OP_MSG_EXECUTE)
+		return;
+	subject = op_json_str(m->body, "subject", "");
+	action = op_json_str(m->body, "action", "");
+	invariant = op_json_str(m->body, "invariant", "");
+	entity = op_json_str(m->body, "entity", "");
+	params = op_json_obj(m->body, "params");
+	sj = op_subjects_find(&w->subjects, subject);
+	def = sj ? op_subject_action(sj, action) : NULL;
+	if (def == NULL) {
+		snprintf(err, sizeof(err), "no action \"%s\" for subject \"%s\"", action, subject);
+		exec_reply(w, m, "skipped", "precondition", err, NULL, t0);
+		return;
+	}
+	if (params == NULL || op_action_validate(def, params, err, sizeof(err)) != 0) {
+		exec_reply(w, m, "skipped", "precondition", err[0] ? err : "no parameters", NULL, t0);
+		return;
+	}
+	if ((why = exec_gate(w)) != NULL) {
+		exec_reply(w, m, "skipped", why, why, NULL, t0);
+		return;
+	}
+	if (sj->ops->observe(sj, &obs, err, sizeof(err)) != 0) {
+		char why2[600];
+		snprintf(why2, sizeof(why2), "cannot observe %s right before acting: %s", subject, err);
+		exec_reply(w, m, "skipped", "precondition", why2, NULL, t0);
+		return;
+	}
+	struct op_readings rd = {0};
+	sj->ops->check(sj, obs, &rd);
+	const struct op_reading *r = op_readings_find(&rd, invariant, entity);
+	if (r == NULL || r->state == OP_RD_HEALTHY) {
+		json_object *fig = json_object_new_object();
+		if (r != NULL) {
+			json_object_object_add(fig, "value", json_object_new_double(r->value));
+			json_object_object_add(fig, "threshold", json_object_new_double(r->threshold));
+			json_object_object_add(fig, "evidence", json_object_get(r->evidence));
+		}
+		snprintf(err, sizeof(err), "%s holds again on a fresh observation: %s", invariant,
+		    r ? r->message : "no longer reported");
+		exec_reply(w, m, "skipped", "healed", err, fig, t0);
+		goto out;
+	}
+	if (sj->ops->precheck(sj, action, params, obs, err, sizeof(err)) != 0) {
+		exec_reply(w, m, "skipped", "precondition", err, NULL, t0);
+		goto out;
+	}
+	/* The last word before the side effect: a kill switch set a moment ago wins. */
+	if ((why = exec_gate(w)) != NULL) {
+		exec_reply(w, m, "skipped", why, why, NULL, t0);
+		goto out;
+	}
+	log_info("executing %s %s for ticket %lld", action,
+	    json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
+	    (long long)op_json_int(m->body, "ticket_id", 0));
+	err[0] = '\0';
+	if (sj->ops->execute(sj, action, params, &result, err, sizeof(err)) != 0)
+		exec_reply(w, m, "failed", NULL, err, result, t0);
+	else
+		exec_reply(w, m, "executed", NULL, NULL, result, t0);
+out:
+	op_readings_clear(&rd);
+	json_object_put(obs);
+}
+
+static int
+exec_init(struct worker *w, char *err, size_t errlen)
+{
+	(void)w;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+const struct worker_role executor_role = {
+	.name = "executor", .init = exec_init, .on_msg = exec_on_msg,
+};
