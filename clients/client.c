@@ -7,7 +7,7 @@
 
 #include "common/jsonutil.h"
 #include "common/util.h"
-#include "protocol/bus.h"
+#include "protocol/frame.h"
 
 const char *
 client_runtime_dir(const char *flag)
@@ -22,31 +22,25 @@ client_runtime_dir(const char *flag)
 }
 
 int
-client_connect(nng_socket *s, const char *runtime_dir)
+client_connect(const char *runtime_dir, const char *name)
 {
-	char url[4200];
-	int rv;
+	char path[4200], err[4300];
+	int fd;
 
-	snprintf(url, sizeof(url), "ipc://%s/ctl.ipc", runtime_dir);
-	rv = bus_open(s, BUS_REQ, url, -1);
-	if (rv != 0) {
-		fprintf(stderr, "operatord is not running (%s: %s)\n", url + 6, nng_strerror(rv));
-		return CLIENT_EXIT_NOT_RUNNING;
-	}
-	bus_set_recv_timeout(*s, CLIENT_REPLY_TIMEOUT_MS);
-	bus_set_send_timeout(*s, OP_BUS_CTL_TIMEOUT_MS);
-	return 0;
+	snprintf(path, sizeof(path), "%s/%s", runtime_dir, name);
+	fd = op_frame_connect(path, err, sizeof(err));
+	if (fd < 0)
+		fprintf(stderr, "operatord is not running (%s)\n", err);
+	return fd;
 }
 
 int
-client_request(nng_socket s, const char *cmd, json_object *args, json_object **reply)
+client_request(int fd, const char *cmd, json_object *args, json_object **reply)
 {
 	struct op_msg m, r;
 	uint64_t id;
 	char err[256];
-	int rv;
 
-	/* Random ids: the daemon dedups resends by id across all clients. */
 	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
 		id = (uint64_t)op_wall_ms();
 	id |= 1;
@@ -54,21 +48,15 @@ client_request(nng_socket s, const char *cmd, json_object *args, json_object **r
 	json_object_object_add(b, "cmd", json_object_new_string(cmd));
 	json_object_object_add(b, "args", args ? args : json_object_new_array());
 	op_msg_init(&m, OP_MSG_REQUEST, id, b);
-	rv = bus_send(s, &m, 0);
+	int rc = op_frame_write(fd, &m, err, sizeof(err));
 	op_msg_clear(&m);
-	if (rv != 0) {
-		fprintf(stderr, "cannot send to operatord: %s\n", nng_strerror(rv));
+	if (rc != 0) {
+		fprintf(stderr, "cannot send to operatord: %s\n", err);
 		return CLIENT_EXIT_NOT_RUNNING;
 	}
 	for (;;) {
-		rv = bus_recv(s, &r, 0, err, sizeof(err));
-		if (rv == 0) {
-			fprintf(stderr, "operatord did not answer within %d s\n",
-			    CLIENT_REPLY_TIMEOUT_MS / 1000);
-			return CLIENT_EXIT_FAILED;
-		}
-		if (rv < 0) {
-			fprintf(stderr, "bad reply from operatord: %s\n", err);
+		if (op_frame_read(fd, &r, CLIENT_REPLY_TIMEOUT_MS, err, sizeof(err)) != 0) {
+			fprintf(stderr, "no answer from operatord: %s\n", err);
 			return CLIENT_EXIT_FAILED;
 		}
 		if (r.id == id || r.id == 0)

@@ -3,7 +3,6 @@
 #define OP_CLIENT_H
 
 #include <json-c/json.h>
-#include <nng/nng.h>
 
 #define CLIENT_EXIT_OK 0
 #define CLIENT_EXIT_FAILED 1
@@ -14,11 +13,12 @@
 
 /* --runtime-dir, else $OPERATORD_RUNTIME_DIR, else the default. */
 const char *client_runtime_dir(const char *flag);
-/* Connects to ctl.ipc; returns 0, or CLIENT_EXIT_NOT_RUNNING with a message printed. */
-int client_connect(nng_socket *s, const char *runtime_dir);
+/* Connects to RUNTIME/NAME (ctl.sock or events.sock); returns the fd, or -1
+ * with a message printed (the daemon is not running). */
+int client_connect(const char *runtime_dir, const char *name);
 /* Sends {cmd, args} and waits for the reply body. Returns 0 with *reply set,
  * or an exit code with a message printed. */
-int client_request(nng_socket s, const char *cmd, json_object *args, json_object **reply);
+int client_request(int fd, const char *cmd, json_object *args, json_object **reply);
 /* Prints an event row as one JSON line or one human line. */
 void client_print_event(json_object *ev, int as_json);
 

@@ -8,7 +8,7 @@
 #include "clients/client.h"
 #include "common/jsonutil.h"
 #include "common/util.h"
-#include "protocol/bus.h"
+#include <unistd.h>
 
 static void
 usage(void)
@@ -77,8 +77,7 @@ main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	const char *rtdir = NULL, *reason = NULL;
-	int as_json = 0, ch, rc;
-	nng_socket s;
+	int as_json = 0, ch, rc, fd;
 	json_object *reply = NULL;
 
 	/* "+" stops at the command so chaos parameters are not taken for options. */
@@ -109,12 +108,12 @@ main(int argc, char **argv)
 	}
 	if (reason != NULL)
 		json_object_array_add(args, json_object_new_string(reason));
-	if ((rc = client_connect(&s, client_runtime_dir(rtdir))) != 0) {
+	if ((fd = client_connect(client_runtime_dir(rtdir), "ctl.sock")) < 0) {
 		json_object_put(args);
-		return rc;
+		return CLIENT_EXIT_NOT_RUNNING;
 	}
-	rc = client_request(s, cmd, args, &reply);
-	bus_close(s);
+	rc = client_request(fd, cmd, args, &reply);
+	close(fd);
 	if (rc != 0)
 		return rc;
 	if (!op_json_bool(reply, "ok", 0)) {
@@ -139,6 +138,5 @@ main(int argc, char **argv)
 		printf("%s\n", json_object_to_json_string_ext(res, JSON_C_TO_STRING_PRETTY |
 		    JSON_C_TO_STRING_NOSLASHESCAPE));
 	json_object_put(reply);
-	nng_fini();
 	return CLIENT_EXIT_OK;
 }

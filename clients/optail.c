@@ -2,7 +2,6 @@
  * socket; a gap in seq (PUB drops under load) is backfilled from the ledger,
  * so nothing is lost and nothing printed twice. */
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,27 +9,18 @@
 #include "clients/client.h"
 #include "common/jsonutil.h"
 #include "common/util.h"
-#include "protocol/bus.h"
+#include "protocol/frame.h"
+#include <unistd.h>
 
 #define OPTAIL_PAGE 1000          /* events fetched per replay request */
-#define OPTAIL_IDLE_POLL_MS 1000  /* how often a quiet stream checks for gaps */
-
-static volatile sig_atomic_t optail_stop;
 
 struct optail {
 	int as_json;
 	int64_t last;        /* highest seq printed */
 	const char *type, *subject;
 	int64_t ticket;
-	nng_socket ctl;
+	int ctl;
 };
-
-static void
-on_sig(int sig)
-{
-	(void)sig;
-	optail_stop = 1;
-}
 
 static void
 usage(void)
@@ -97,9 +87,8 @@ main(int argc, char **argv)
 	};
 	struct optail t = {0};
 	const char *rtdir = NULL;
-	int follow = 0, ch, rc;
-	nng_socket sub;
-	char url[4200], err[256];
+	int follow = 0, ch, rc, sub = -1;
+	char err[256];
 
 	while ((ch = getopt_long(argc, argv, "js:ft:T:S:r:h", opts, NULL)) != -1) {
 		switch (ch) {
@@ -122,36 +111,24 @@ main(int argc, char **argv)
 	if (optind != argc)
 		usage();
 	rtdir = client_runtime_dir(rtdir);
-	if ((rc = client_connect(&t.ctl, rtdir)) != 0)
-		return rc;
-	if (follow) {
-		/* Subscribe before replaying so nothing falls between the two. */
-		snprintf(url, sizeof(url), "ipc://%s/events.ipc", rtdir);
-		if (bus_open(&sub, BUS_SUB, url, 0) != 0) {
-			fprintf(stderr, "optail: cannot subscribe to %s\n", url);
-			return CLIENT_EXIT_NOT_RUNNING;
-		}
-		bus_set_recv_timeout(sub, OPTAIL_IDLE_POLL_MS);
+	if ((t.ctl = client_connect(rtdir, "ctl.sock")) < 0)
+		return CLIENT_EXIT_NOT_RUNNING;
+	/* Subscribe before replaying so nothing falls between the two. */
+	if (follow && (sub = client_connect(rtdir, "events.sock")) < 0) {
+		close(t.ctl);
+		return CLIENT_EXIT_NOT_RUNNING;
 	}
 	if ((rc = backfill(&t)) != 0 || !follow) {
-		bus_close(t.ctl);
+		close(t.ctl);
 		return rc;
 	}
-	signal(SIGINT, on_sig);
-	signal(SIGTERM, on_sig);
-	signal(SIGPIPE, on_sig);
-	while (!optail_stop) {
+	for (;;) {
 		struct op_msg m;
-		rc = bus_recv(sub, &m, 0, err, sizeof(err));
-		if (rc == 0) {
-			/* Quiet: nothing to do; a dropped tail is caught on the next event. */
-			continue;
-		}
-		if (rc < 0) {
-			fprintf(stderr, "optail: %s\n", err);
-			if (rc == -2)
-				break;
-			continue;
+		/* No timeout: a partial frame must never be abandoned mid-stream. */
+		if (op_frame_read(sub, &m, -1, err, sizeof(err)) != 0) {
+			fprintf(stderr, "optail: event stream: %s\n", err);
+			rc = CLIENT_EXIT_FAILED;
+			break;
 		}
 		if (m.type == OP_MSG_EVENT) {
 			int64_t seq = op_json_int(m.body, "seq", 0);
@@ -166,7 +143,7 @@ main(int argc, char **argv)
 		}
 		op_msg_clear(&m);
 	}
-	bus_close(sub);
-	bus_close(t.ctl);
-	return 0;
+	close(sub);
+	close(t.ctl);
+	return rc;
 }

@@ -114,11 +114,9 @@ bus_recv_peer(nng_socket s, struct op_msg *m, int nonblock, int *uid, char *err,
 		return -1;
 	}
 	if (uid != NULL) {
-		int v = -1;
+		uint64_t v;
 		nng_pipe p = nng_msg_get_pipe(nm);
-		if (nng_pipe_get_int(p, NNG_OPT_IPC_PEER_UID, &v) != 0)
-			v = -1;
-		*uid = v;
+		*uid = nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_UID, &v) == 0 ? (int)v : -1;
 	}
 	rc = op_msg_decode(nng_msg_body(nm), nng_msg_len(nm), m, err, errlen) == 0 ? 1 : -1;
 	nng_msg_free(nm);

@@ -1,63 +1,54 @@
-/* control: the REP socket opsend talks to. One request is handled at a time
- * (REP without contexts); commands a worker must answer (observe, chaos)
- * hold the socket until the worker replies or a timeout passes. */
+/* control: the control and event sockets (ctl.sock, events.sock) under the
+ * runtime directory, framed as protocol/frame.h describes. Any number of
+ * clients at once; a command a worker must answer (observe, chaos) is
+ * forwarded and answered when the worker replies or a timeout passes. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "protocol/bus.h"
+#include "protocol/frame.h"
 #include "supervisor/od.h"
 
-static void control_on_request(evutil_socket_t fd, short ev, void *arg);
+struct ctl_client {
+	struct bufferevent *bev;
+	int uid;
+	int subscriber;       /* on events.sock: only receives */
+	struct ctl_client *next;
+};
 
-int
-control_open(char *err, size_t errlen)
+static int nclients;
+
+static void
+client_free(struct ctl_client *c)
 {
-	char url[PATH_MAX + 16];
-	int rv;
-
-	snprintf(url, sizeof(url), "ipc://%s/ctl.ipc", od->runtime_dir);
-	if ((rv = bus_open(&od->ctl, BUS_REP, url, 1)) != 0) {
-		snprintf(err, errlen, "%s: %s", url, nng_strerror(rv));
-		return -1;
-	}
-	bus_set_send_timeout(od->ctl, OP_BUS_CTL_TIMEOUT_MS);
-	snprintf(url, sizeof(url), "ipc://%s/events.ipc", od->runtime_dir);
-	if ((rv = bus_open(&od->pub, BUS_PUB, url, 1)) != 0) {
-		snprintf(err, errlen, "%s: %s", url, nng_strerror(rv));
-		return -1;
-	}
-	od->ctl_ev = event_new(od->base, bus_recv_fd(od->ctl), EV_READ | EV_PERSIST,
-	    control_on_request, NULL);
-	event_add(od->ctl_ev, NULL);
-	return 0;
-}
-
-void
-control_close(void)
-{
-	if (od->ctl_ev) {
-		event_free(od->ctl_ev);
-		od->ctl_ev = NULL;
-	}
-	if (od->ctl_pending.timer) {
-		event_free(od->ctl_pending.timer);
-		od->ctl_pending.timer = NULL;
-	}
-	for (int i = 0; i < OD_CTL_DEDUP; i++)
-		free(od->ctl_seen[i].reply);
-	bus_close(od->ctl);
-	bus_close(od->pub);
+	for (struct ctl_client **pp = &od->clients; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	for (struct od_ctl_pending *p = od->pending; p; p = p->next)
+		if (p->client == c)
+			p->client = NULL;
+	bufferevent_free(c->bev);
+	free(c);
+	nclients--;
 }
 
 static void
-control_send(uint64_t id, int ok, const char *error, json_object *result)
+control_send(struct ctl_client *c, uint64_t id, int ok, const char *error, json_object *result)
 {
 	struct op_msg m;
 	msgpack_sbuffer sb;
@@ -69,50 +60,58 @@ control_send(uint64_t id, int ok, const char *error, json_object *result)
 	json_object_object_add(b, "result", result);
 	op_msg_init(&m, OP_MSG_REPLY, id, b);
 	msgpack_sbuffer_init(&sb);
-	if (op_msg_encode(&m, &sb) != 0) {
+	if (op_frame_encode(&m, &sb) != 0) {
 		/* Too big to send whole: say so rather than fail silently. */
 		op_msg_clear(&m);
 		msgpack_sbuffer_destroy(&sb);
-		control_send(id, 0, "reply exceeds the frame size limit; narrow the request", NULL);
+		control_send(c, id, 0, "reply exceeds the frame size limit; narrow the request", NULL);
 		return;
 	}
-	bus_send_raw(od->ctl, sb.data, sb.size, 0);
-	/* REQ resends a request whose reply was lost: remember the reply by id. */
-	int slot = od->ctl_seen_next++ % OD_CTL_DEDUP;
-	free(od->ctl_seen[slot].reply);
-	od->ctl_seen[slot].id = id;
-	od->ctl_seen[slot].reply = malloc(sb.size);
-	if (od->ctl_seen[slot].reply) {
-		memcpy(od->ctl_seen[slot].reply, sb.data, sb.size);
-		od->ctl_seen[slot].len = sb.size;
-	}
+	if (c != NULL)
+		bufferevent_write(c->bev, sb.data, sb.size);
 	msgpack_sbuffer_destroy(&sb);
 	op_msg_clear(&m);
 }
 
-static void
-control_resume(void)
+void
+control_publish(const struct op_msg *ev)
 {
-	od->ctl_pending.active = 0;
-	if (od->ctl_pending.timer)
-		evtimer_del(od->ctl_pending.timer);
-	if (od->ctl_ev && !od->shutting_down)
-		event_add(od->ctl_ev, NULL);
-	/* A request may have queued while we were busy. */
-	if (od->ctl_ev)
-		event_active(od->ctl_ev, EV_READ, 0);
+	msgpack_sbuffer sb;
+
+	msgpack_sbuffer_init(&sb);
+	if (op_frame_encode(ev, &sb) == 0) {
+		for (struct ctl_client *c = od->clients; c; c = c->next) {
+			if (!c->subscriber)
+				continue;
+			/* Never block on a slow reader: it sees the gap in seq and backfills. */
+			if (evbuffer_get_length(bufferevent_get_output(c->bev)) < OD_SUB_MAX_BUF)
+				bufferevent_write(c->bev, sb.data, sb.size);
+		}
+	}
+	msgpack_sbuffer_destroy(&sb);
 }
 
 static void
-control_pending_timeout(evutil_socket_t fd, short ev, void *arg)
+pending_free(struct od_ctl_pending *p)
 {
+	for (struct od_ctl_pending **pp = &od->pending; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	event_free(p->timer);
+	free(p);
+}
+
+static void
+pending_timeout(evutil_socket_t fd, short ev, void *arg)
+{
+	struct od_ctl_pending *p = arg;
+
 	(void)fd;
 	(void)ev;
-	(void)arg;
-	if (!od->ctl_pending.active)
-		return;
-	control_send(od->ctl_pending.req_id, 0, "the worker did not answer in time", NULL);
-	control_resume();
+	control_send(p->client, p->req_id, 0, "the worker did not answer in time", NULL);
+	pending_free(p);
 }
 
 /* Called for every reply-type frame from a worker, and with m == NULL when
@@ -120,32 +119,35 @@ control_pending_timeout(evutil_socket_t fd, short ev, void *arg)
 void
 control_worker_reply(struct od_worker *w, struct op_msg *m)
 {
-	struct od_ctl_pending *p = &od->ctl_pending;
+	struct od_ctl_pending *p, *next;
 
-	if (!p->active || p->waiting_on != w->role)
-		return;
-	if (m == NULL) {
-		control_send(p->req_id, 0, "the worker exited before answering", NULL);
-	} else {
-		if (m->id != p->fwd_id)
-			return;
-		int ok = op_json_bool(m->body, "ok", 0);
-		json_object *res = NULL;
-		if (m->type == OP_MSG_OBSERVE_REP)
-			res = json_object_get(op_json_obj(m->body, "observation"));
-		else
-			json_object_object_get_ex(m->body, "result", &res), json_object_get(res);
-		control_send(p->req_id, ok, ok ? NULL : op_json_str(m->body, "error", "failed"), res);
+	for (p = od->pending; p; p = next) {
+		next = p->next;
+		if (p->waiting_on != w->role || (m != NULL && m->id != p->fwd_id))
+			continue;
+		if (m == NULL) {
+			control_send(p->client, p->req_id, 0, "the worker exited before answering", NULL);
+		} else {
+			int ok = op_json_bool(m->body, "ok", 0);
+			json_object *res = NULL;
+			if (m->type == OP_MSG_OBSERVE_REP)
+				res = op_json_obj(m->body, "observation");
+			else
+				json_object_object_get_ex(m->body, "result", &res);
+			control_send(p->client, p->req_id, ok,
+			    ok ? NULL : op_json_str(m->body, "error", "failed"), json_object_get(res));
+		}
+		pending_free(p);
 	}
-	control_resume();
 }
 
 static int
-control_forward(uint64_t req_id, enum od_role role, enum op_msg_type type, json_object *body,
-    char *err, size_t errlen)
+control_forward(struct ctl_client *c, uint64_t req_id, enum od_role role,
+    enum op_msg_type type, json_object *body, char *err, size_t errlen)
 {
 	struct od_worker *w = &od->w[role];
 	struct op_msg m;
+	struct od_ctl_pending *p;
 
 	if (w->state != OD_W_READY) {
 		snprintf(err, errlen, "the %s is not running (%s)", w->name,
@@ -153,24 +155,29 @@ control_forward(uint64_t req_id, enum od_role role, enum op_msg_type type, json_
 		json_object_put(body);
 		return -1;
 	}
-	struct od_ctl_pending *p = &od->ctl_pending;
-	p->active = 1;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		json_object_put(body);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	p->client = c;
 	p->req_id = req_id;
 	p->waiting_on = role;
 	p->fwd_id = od_new_id();
 	op_msg_init(&m, type, p->fwd_id, body);
 	if (proc_send(w, &m) != 0) {
 		op_msg_clear(&m);
-		p->active = 0;
+		free(p);
 		snprintf(err, errlen, "cannot reach the %s", w->name);
 		return -1;
 	}
 	op_msg_clear(&m);
-	if (p->timer == NULL)
-		p->timer = evtimer_new(od->base, control_pending_timeout, NULL);
+	p->timer = evtimer_new(od->base, pending_timeout, p);
 	struct timeval tv = {OD_CTL_ASYNC_TIMEOUT_MS / 1000, 0};
 	evtimer_add(p->timer, &tv);
-	event_del(od->ctl_ev);
+	p->next = od->pending;
+	od->pending = p;
 	return 0;
 }
 
@@ -284,19 +291,19 @@ control_chaos_params(json_object *args, size_t from, char *err, size_t errlen)
 	return params;
 }
 
-/* Returns 1 when the reply was sent or will be sent by a worker. */
 static void
-control_dispatch(uint64_t id, const char *cmd, json_object *args, int uid)
+control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object *args)
 {
 	char err[512] = "";
 	json_object *res = NULL;
 	int64_t n;
+	int uid = c->uid;
 	static const char *const mutating[] = {"mode", "kill-switch", "approve", "reject",
 		"chaos", "diagnose", "reload", "shutdown", "restart"};
 
 	for (size_t i = 0; i < OP_ARRAY_LEN(mutating); i++)
 		if (!strcmp(cmd, mutating[i]) && !control_may_mutate(uid)) {
-			control_send(id, 0, "permission denied: root or the control group only", NULL);
+			control_send(c, id, 0, "permission denied: root or the control group only", NULL);
 			return;
 		}
 	if (!strcmp(cmd, "status")) {
@@ -376,7 +383,7 @@ control_dispatch(uint64_t id, const char *cmd, json_object *args, int uid)
 				json_object *b = json_object_new_object();
 				json_object_object_add(b, "fault", json_object_new_string(arg(args, 1)));
 				json_object_object_add(b, "params", params);
-				if (control_forward(id, OD_CHAOS, OP_MSG_INJECT, b, err, sizeof(err)) == 0)
+				if (control_forward(c, id, OD_CHAOS, OP_MSG_INJECT, b, err, sizeof(err)) == 0)
 					return;
 			}
 		} else if (sub && !strcmp(sub, "list")) {
@@ -391,7 +398,7 @@ control_dispatch(uint64_t id, const char *cmd, json_object *args, int uid)
 		} else {
 			json_object *b = json_object_new_object();
 			json_object_object_add(b, "subject", json_object_new_string(subj));
-			if (control_forward(id, OD_OBSERVER, OP_MSG_OBSERVE_REQ, b, err, sizeof(err)) == 0)
+			if (control_forward(c, id, OD_OBSERVER, OP_MSG_OBSERVE_REQ, b, err, sizeof(err)) == 0)
 				return;
 		}
 	} else if (!strcmp(cmd, "restart")) {
@@ -408,7 +415,7 @@ control_dispatch(uint64_t id, const char *cmd, json_object *args, int uid)
 			proc_restart_worker(&od->w[i]);
 		res = json_object_new_string("workers restarting with the current configuration");
 	} else if (!strcmp(cmd, "shutdown")) {
-		control_send(id, 1, NULL, json_object_new_string("shutting down"));
+		control_send(c, id, 1, NULL, json_object_new_string("shutting down"));
 		od_begin_shutdown(0);
 		return;
 	} else {
@@ -418,50 +425,166 @@ control_dispatch(uint64_t id, const char *cmd, json_object *args, int uid)
 	}
 	if (err[0] != '\0') {
 		json_object_put(res);
-		control_send(id, 0, err, NULL);
+		control_send(c, id, 0, err, NULL);
 	} else {
-		control_send(id, 1, NULL, res);
+		control_send(c, id, 1, NULL, res);
 	}
 }
 
 static void
-control_on_request(evutil_socket_t fd, short ev, void *arg_)
+client_on_read(struct bufferevent *bev, void *arg)
 {
-	struct op_msg m;
+	struct ctl_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint8_t hdr[OP_FRAME_HDR];
 	char err[256];
-	int uid = -1, rc;
 
-	(void)fd;
-	(void)ev;
-	(void)arg_;
-	if (od->ctl_pending.active)
-		return;
-	rc = bus_recv_peer(od->ctl, &m, 1, &uid, err, sizeof(err));
-	if (rc == 0 || rc == -2)
-		return;
-	if (rc < 0) {
-		/* Garbage from a client: answer so it is not left waiting, keep running. */
-		log_warn("bad control frame: %s", err);
-		char msg[320];
-		snprintf(msg, sizeof(msg), "bad request frame: %s", err);
-		control_send(0, 0, msg, NULL);
-		event_active(od->ctl_ev, EV_READ, 0);
+	while (evbuffer_get_length(in) >= OP_FRAME_HDR) {
+		evbuffer_copyout(in, hdr, sizeof(hdr));
+		int64_t n = op_frame_len(hdr, err, sizeof(err));
+		if (n < 0) {
+			/* The stream cannot be resynchronised: say why, then hang up. */
+			char msg[320];
+			snprintf(msg, sizeof(msg), "bad request frame: %s", err);
+			log_warn("control client (uid %d): %s", c->uid, msg);
+			control_send(c, 0, 0, msg, NULL);
+			bufferevent_disable(bev, EV_READ);
+			bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+			c->subscriber = -1; /* close once the error is flushed */
+			return;
+		}
+		if (evbuffer_get_length(in) < (size_t)n + OP_FRAME_HDR)
+			return;
+		evbuffer_drain(in, OP_FRAME_HDR);
+		uint8_t *buf = evbuffer_pullup(in, n);
+		struct op_msg m;
+		int rc = op_msg_decode(buf, (size_t)n, &m, err, sizeof(err));
+		evbuffer_drain(in, (size_t)n);
+		if (c->subscriber) {
+			/* event subscribers only listen; whatever they send is dropped */
+		} else if (rc != 0) {
+			char msg[320];
+			snprintf(msg, sizeof(msg), "bad request frame: %s", err);
+			log_warn("control client (uid %d): %s", c->uid, msg);
+			control_send(c, 0, 0, msg, NULL);
+		} else if (m.type != OP_MSG_REQUEST) {
+			control_send(c, m.id, 0, "expected a request frame", NULL);
+		} else {
+			control_dispatch(c, m.id, op_json_str(m.body, "cmd", ""), op_json_arr(m.body, "args"));
+		}
+		if (rc == 0)
+			op_msg_clear(&m);
+		if (od->shutting_down)
+			return;
+	}
+}
+
+static void
+client_on_write(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	if (c->subscriber == -1 && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		client_free(c);
+}
+
+static void
+client_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		client_free(arg);
+}
+
+static void
+control_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int len,
+    void *arg)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	struct ctl_client *c;
+
+	(void)l;
+	(void)sa;
+	(void)len;
+	if (nclients >= OD_CTL_MAX_CLIENTS || od->shutting_down) {
+		close(fd);
 		return;
 	}
-	if (m.type != OP_MSG_REQUEST) {
-		control_send(m.id, 0, "expected a request frame", NULL);
-	} else {
-		int dup = 0;
-		for (int i = 0; i < OD_CTL_DEDUP; i++)
-			if (od->ctl_seen[i].reply && od->ctl_seen[i].id == m.id && m.id != 0) {
-				bus_send_raw(od->ctl, od->ctl_seen[i].reply, od->ctl_seen[i].len, 0);
-				dup = 1;
-				break;
-			}
-		if (!dup)
-			control_dispatch(m.id, op_json_str(m.body, "cmd", ""), op_json_arr(m.body, "args"), uid);
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return;
 	}
-	op_msg_clear(&m);
-	if (!od->ctl_pending.active)
-		event_active(od->ctl_ev, EV_READ, 0);
+	/* The kernel's word on who is calling: not forgeable by the client. */
+	c->uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (int)cred.uid : -1;
+	c->subscriber = arg != NULL;
+	c->bev = bufferevent_socket_new(od->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(c->bev, client_on_read, client_on_write, client_on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->next = od->clients;
+	od->clients = c;
+	nclients++;
+}
+
+static struct evconnlistener *
+control_listen(const char *name, void *arg, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct evconnlistener *l;
+	int fd;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", od->runtime_dir, name);
+	/* We hold the runtime directory's lock, so a leftover socket is stale. */
+	unlink(sa.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    chmod(sa.sun_path, od->ctl_gid != (gid_t)-1 ? 0660 : 0600) != 0 ||
+	    (od->ctl_gid != (gid_t)-1 && chown(sa.sun_path, (uid_t)-1, od->ctl_gid) != 0)) {
+		snprintf(err, errlen, "%s: %s", sa.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	l = evconnlistener_new(od->base, control_accept, arg, LEV_OPT_CLOSE_ON_FREE, 16, fd);
+	if (l == NULL) {
+		snprintf(err, errlen, "%s: cannot listen", sa.sun_path);
+		close(fd);
+	}
+	return l;
+}
+
+int
+control_open(char *err, size_t errlen)
+{
+	static int subscriber_tag;
+
+	od->ctl_listener = control_listen("ctl.sock", NULL, err, errlen);
+	if (od->ctl_listener == NULL)
+		return -1;
+	od->ev_listener = control_listen("events.sock", &subscriber_tag, err, errlen);
+	return od->ev_listener ? 0 : -1;
+}
+
+void
+control_stop_accepting(void)
+{
+	if (od->ctl_listener)
+		evconnlistener_disable(od->ctl_listener);
+	if (od->ev_listener)
+		evconnlistener_disable(od->ev_listener);
+}
+
+void
+control_close(void)
+{
+	while (od->pending)
+		pending_free(od->pending);
+	while (od->clients)
+		client_free(od->clients);
+	if (od->ctl_listener)
+		evconnlistener_free(od->ctl_listener);
+	if (od->ev_listener)
+		evconnlistener_free(od->ev_listener);
+	od->ctl_listener = od->ev_listener = NULL;
 }

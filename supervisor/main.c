@@ -195,8 +195,7 @@ od_begin_shutdown(int exit_code)
 	od->shutting_down = 1;
 	od->exit_code = exit_code;
 	notify_systemd("STOPPING=1\nSTATUS=stopping workers");
-	if (od->ctl_ev && !od->ctl_pending.active)
-		event_del(od->ctl_ev);
+	control_stop_accepting();
 	for (int i = 0; i < OD_NWORKERS; i++)
 		if (od->w[i].state == OD_W_BACKOFF) {
 			evtimer_del(od->w[i].timer);
@@ -233,6 +232,7 @@ od_cleanup(void)
 		struct od_worker *w = &od->w[i];
 		if (w->recv_ev)
 			event_free(w->recv_ev);
+		control_worker_reply(w, NULL);
 		if (w->timer)
 			event_free(w->timer);
 		if (w->lifeline_ev)
@@ -246,9 +246,9 @@ od_cleanup(void)
 	for (size_t i = 0; i < OP_ARRAY_LEN(od->sig_ev); i++)
 		if (od->sig_ev[i])
 			event_free(od->sig_ev[i]);
-	snprintf(path, sizeof(path), "%s/ctl.ipc", od->runtime_dir);
+	snprintf(path, sizeof(path), "%s/ctl.sock", od->runtime_dir);
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/events.ipc", od->runtime_dir);
+	snprintf(path, sizeof(path), "%s/events.sock", od->runtime_dir);
 	unlink(path);
 	outbox_abort();
 	free(od->outbox);

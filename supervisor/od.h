@@ -22,7 +22,8 @@
 #define OD_FLAP_MAX 3              /* reopenings before no more auto-action */
 #define OD_MAX_ATTEMPTS 3          /* remediation attempts per ticket */
 #define OD_CTL_ASYNC_TIMEOUT_MS 15000 /* chaos/observe forwarded to a worker */
-#define OD_CTL_DEDUP 64            /* remembered control replies (REQ resends) */
+#define OD_CTL_MAX_CLIENTS 64      /* control and event connections at once */
+#define OD_SUB_MAX_BUF (4u << 20)  /* bytes queued to a slow optail before dropping */
 #define OD_WORKER_SENDBUF 1024     /* frames queued per worker channel */
 
 enum od_role { OD_OBSERVER, OD_DIAGNOSER, OD_EXECUTOR, OD_VERIFIER, OD_CHAOS, OD_NWORKERS };
@@ -48,12 +49,16 @@ struct od_worker {
 	char last_exit[64];
 };
 
+struct ctl_client;
+
+/* A control request forwarded to a worker, waiting for its answer. */
 struct od_ctl_pending {
-	int active;
+	struct ctl_client *client; /* NULL once the client went away */
 	uint64_t req_id;
 	enum od_role waiting_on;
 	uint64_t fwd_id;      /* id of the frame forwarded to the worker */
 	struct event *timer;
+	struct od_ctl_pending *next;
 };
 
 struct od_outbox_item {
@@ -69,11 +74,9 @@ struct od {
 	char state_dir[PATH_MAX];
 	struct ledger *ledger;
 	struct od_worker w[OD_NWORKERS];
-	nng_socket ctl, pub;
-	struct event *ctl_ev;
-	struct od_ctl_pending ctl_pending;
-	struct { uint64_t id; char *reply; size_t len; } ctl_seen[OD_CTL_DEDUP];
-	int ctl_seen_next;
+	struct evconnlistener *ctl_listener, *ev_listener;
+	struct ctl_client *clients;
+	struct od_ctl_pending *pending;
 	gid_t ctl_gid;        /* group allowed to mutate, (gid_t)-1 for none */
 	struct event *sig_ev[4];
 	int64_t verify_delay_ms, verify_settle_ms, verify_timeout_ms;
@@ -131,6 +134,8 @@ uint64_t od_new_id(void);
 int control_open(char *err, size_t errlen);
 void control_close(void);
 void control_worker_reply(struct od_worker *w, struct op_msg *m);
+void control_publish(const struct op_msg *ev);
+void control_stop_accepting(void);
 
 /* notify.c */
 void notify_systemd(const char *state);

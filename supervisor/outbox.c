@@ -107,8 +107,7 @@ outbox_commit(void)
 	for (size_t i = 0; i < od->nout; i++) {
 		struct od_outbox_item *it = &od->outbox[i];
 		if (it->target < 0) {
-			/* PUB never blocks: a slow optail drops and backfills from the ledger. */
-			bus_send(od->pub, &it->msg, 1);
+			control_publish(&it->msg);
 		} else {
 			proc_send(&od->w[it->target], &it->msg);
 		}

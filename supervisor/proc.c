@@ -26,29 +26,58 @@ static void proc_on_frame(evutil_socket_t fd, short ev, void *arg);
 static void proc_on_lifeline(evutil_socket_t fd, short ev, void *arg);
 static void proc_on_timer(evutil_socket_t fd, short ev, void *arg);
 
+static int
+proc_open_channel(struct od_worker *w)
+{
+	int rv = bus_open(&w->sock, BUS_PAIR, w->url, 1);
+
+	if (rv != 0) {
+		log_err("%s: %s", w->url, nng_strerror(rv));
+		return -1;
+	}
+	nng_socket_set_int(w->sock, NNG_OPT_SENDBUF, OD_WORKER_SENDBUF);
+	int fd = bus_recv_fd(w->sock);
+	if (fd < 0) {
+		log_err("%s: no receive fd", w->url);
+		return -1;
+	}
+	w->recv_ev = event_new(od->base, fd, EV_READ | EV_PERSIST, proc_on_frame, w);
+	event_add(w->recv_ev, NULL);
+	return 0;
+}
+
+/* nng 1.5.2 can wedge an IPC listener when a peer disconnects during the
+ * SP handshake (nng issue #1518): a worker that never got through is given
+ * a fresh listener before it is started again. */
+static void
+proc_reopen_channel(struct od_worker *w)
+{
+	char path[PATH_MAX];
+
+	log_warn("%s never became ready; re-creating its channel", w->name);
+	event_free(w->recv_ev);
+	w->recv_ev = NULL;
+	nng_close(w->sock);
+	snprintf(path, sizeof(path), "%s", w->url + strlen("ipc://"));
+	unlink(path);
+	if (proc_open_channel(w) != 0)
+		od_begin_shutdown(1);
+}
+
 void
 proc_init_workers(void)
 {
 	for (int i = 0; i < OD_NWORKERS; i++) {
 		struct od_worker *w = &od->w[i];
-		char err[256];
 		memset(w, 0, sizeof(*w));
 		w->role = (enum od_role)i;
 		w->name = proc_names[i];
 		w->counts = i != OD_CHAOS;
 		w->lifeline = -1;
 		snprintf(w->url, sizeof(w->url), "ipc://%.200s/w-%s.ipc", od->runtime_dir, w->name);
-		int rv = bus_open(&w->sock, BUS_PAIR, w->url, 1);
-		if (rv != 0)
-			fatal("%s: %s", w->url, nng_strerror(rv));
-		nng_socket_set_int(w->sock, NNG_OPT_SENDBUF, OD_WORKER_SENDBUF);
-		int fd = bus_recv_fd(w->sock);
-		if (fd < 0)
-			fatal("%s: no receive fd", w->url);
-		w->recv_ev = event_new(od->base, fd, EV_READ | EV_PERSIST, proc_on_frame, w);
-		event_add(w->recv_ev, NULL);
+		if (proc_open_channel(w) != 0)
+			fatal("cannot open the %s channel", w->name);
 		w->timer = evtimer_new(od->base, proc_on_timer, w);
-		(void)err;
 	}
 }
 
@@ -232,6 +261,8 @@ proc_exited(struct od_worker *w, int status)
 
 	proc_describe_exit(w, status);
 	log_info("%s (pid %d) exited: %s", w->name, (int)w->pid, w->last_exit);
+	if (w->ready_mono == 0 && !od->shutting_down)
+		proc_reopen_channel(w);
 	if (w->lifeline_ev) {
 		event_free(w->lifeline_ev);
 		w->lifeline_ev = NULL;
