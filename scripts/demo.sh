@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# operatord demonstration: real processes, real faults, measured loops.
+#   ./scripts/demo.sh ratelimiter [--auto]
+# Without a terminal, or with --auto, it runs unattended and exits non-zero
+# if a loop did not close. Everything it starts is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+. scripts/deps.sh
+
+SUBJECT=${1:-}
+AUTO=0
+for a in "$@"; do [ "$a" = "--auto" ] && AUTO=1; done
+[ -t 0 ] && [ -t 1 ] || AUTO=1
+LOOP_TIMEOUT_S=${LOOP_TIMEOUT_S:-120}
+
+usage() { echo "usage: $0 ratelimiter [--auto]" >&2; exit 2; }
+case "$SUBJECT" in ratelimiter) ;; *) usage ;; esac
+
+op_install_deps
+echo "== building" >&2
+op_build build >/dev/null
+B=$ROOT/build
+OPERATORD=$B/supervisor/operatord OPSEND=$B/clients/opsend OPTAIL=$B/clients/optail
+RLNODE=$B/subjects/ratelimiter/rlnode RLLOAD=$B/subjects/ratelimiter/rlload
+
+WORK=$(mktemp -d /tmp/operatord-demo.XXXXXX)
+PIDS=()
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # operatord undoes its faults on SIGTERM; give it the time to.
+  for _ in $(seq 1 100); do
+    alive=0; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break; sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # A node restarted by chaos (node_kill undo) is not our child: find it by its runtime dir.
+  pkill -f -- "--node-id demo-" 2>/dev/null || true
+  [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true
+  if [ $rc -ne 0 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+free_port() {
+  local p
+  for p in $(shuf -i 20000-60000 -n 50); do
+    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
+  done
+  echo "no free port" >&2; exit 1
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local t=$1 what=$2; shift 2
+  local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $end ] && { echo "timed out waiting for $what" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+pause() { [ $AUTO -eq 1 ] || read -r -p "   [Enter] to continue " _; }
+
+say "Starting Redis, three rate-limiter nodes, load and operatord in $WORK"
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
+  --logfile "$WORK/redis.log" --daemonize yes --pidfile "$WORK/redis.pid"
+wait_for 10 "redis" test -s "$WORK/redis.pid"
+REDIS_PID=$(cat "$WORK/redis.pid")
+NODES=()
+for i in 1 2 3; do
+  port=$(free_port)
+  (cd "$WORK" && exec "$RLNODE" --port "$port" --redis "127.0.0.1:$REDIS_PORT" \
+      --node-id "demo-n$i" --window 10s >>"$WORK/rlnode-$i.log" 2>&1) &
+  PIDS+=($!)
+  NODES+=("http://127.0.0.1:$port")
+  wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
+done
+NODE_LIST=$(IFS=,; echo "${NODES[*]}")
+# The load keys: "drift" gets a high limit, "ghost" a modest one.
+curl -sf -X PUT -d '{"limit":100000}' "${NODES[0]}/api/limits/drift" >/dev/null
+curl -sf -X PUT -d '{"limit":1000}' "${NODES[0]}/api/limits/ghost" >/dev/null
+
+cat >"$WORK/operatord.conf" <<CONF
+[operatord]
+runtime_dir = $WORK/run
+state_dir = $WORK/state
+mode = execute
+verify_delay = 5s
+poll_interval = 500ms
+[subject.ratelimiter]
+redis = 127.0.0.1:$REDIS_PORT
+nodes = $NODE_LIST
+[chaos]
+enabled = true
+CONF
+"$OPERATORD" --config "$WORK/operatord.conf" 2>"$WORK/operatord.log" &
+PIDS+=($!)
+export OPERATORD_RUNTIME_DIR=$WORK/run
+all_ready() { [ "$("$OPSEND" --json status | jq '[.workers[] | select(.state=="ready")] | length')" = 5 ]; }
+wait_for 20 "operatord workers" all_ready
+"$OPSEND" status
+
+"$RLLOAD" --targets "$NODE_LIST" --rps 60 --duration 0 --keys drift,ghost --quiet \
+  >"$WORK/rlload.out" 2>"$WORK/rlload.log" &
+PIDS+=($!)
+
+# Drift is only judged once every node has a full window of history.
+covered() { "$OPSEND" --json observe ratelimiter |
+  jq -e '[.keys[] | select(.key=="drift" or .key=="ghost") | .covers_window] | length == 2 and all'; }
+wait_for 60 "a full window of traffic" covered
+
+# Show the loop as it happens: the event stream, without the worker chatter.
+"$OPTAIL" --follow 2>/dev/null | grep --line-buffered -vE 'worker_started|daemon_started' \
+  | sed -u 's/^/   | /' &
+PIDS+=($!)
+
+to_ms() { # RFC 3339 with milliseconds -> epoch ms, or "null"
+  local t=$1; [ "$t" = null ] || [ -z "$t" ] && { echo null; return; }
+  local f=${t##*.}; f=${f%Z}
+  echo $(( $(date -u -d "${t%.*}Z" +%s) * 1000 + 10#$f ))
+}
+
+# run_loop NAME FAULT INVARIANT KEY [PARAMS...]: inject, wait for the
+# ticket to close, print time to detect and time to verified fix.
+RESULTS=()
+FAILED=0
+run_loop() {
+  local title=$1 fault=$2 inv=$3 key=$4; shift 4
+  say "$title"
+  "$OPSEND" chaos inject "$fault" "key=$key" "$@" >/dev/null
+  local status="" end=$((SECONDS + LOOP_TIMEOUT_S))
+  while [ $SECONDS -lt $end ]; do
+    status=$("$OPSEND" --json tickets | jq -r --arg i "$inv" --arg k "$key" \
+      '[.[] | select(.invariant==$i and .entity==$k)][0].status // ""')
+    case "$status" in resolved|escalated|rejected|cleared) break ;; esac
+    sleep 0.5
+  done
+  local ev; ev=$("$OPTAIL" --json)
+  local t_fault open_ms done_ms
+  t_fault=$(jq -s --arg f "$fault" '[.[] | select(.type=="fault_injected" and .data.fault==$f)] | last | .data.started_at' <<<"$ev")
+  open_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_opened" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
+  done_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_resolved" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
+  if [ "$status" = resolved ] && [ "$open_ms" != null ] && [ "$done_ms" != null ]; then
+    RESULTS+=("$(awk -v f="$fault" -v d=$((open_ms - t_fault)) -v x=$((done_ms - t_fault)) \
+      'BEGIN { printf "%-16s detected in %5.1f s   verified fix in %5.1f s", f, d / 1000, x / 1000 }')")
+  else
+    RESULTS+=("$(printf '%-16s did not close: ticket %s' "$fault" "${status:-never opened}")")
+    FAILED=1
+  fi
+  echo "${RESULTS[-1]}"
+  pause
+}
+
+run_loop "Chapter 1: counter drift. A Redis write stall during traffic makes the nodes' timed-out increments retry and double count." \
+  counter_drift counter_drift drift ttl=30s
+run_loop "Chapter 2: ghost allowing. A node misses a limit change (its subscription is cut) and keeps allowing a key whose limit is now 0." \
+  ghost_allowing ghost_allowing ghost ttl=60s
+
+say "Results"
+printf '   %s\n' "${RESULTS[@]}"
+"$OPSEND" tickets
+exit $FAILED
