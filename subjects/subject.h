@@ -96,6 +96,13 @@ struct op_subject_ops {
 	/* Runs the action; -1 with err when it failed. *result gets the figures. */
 	int (*execute)(struct op_subject *s, const char *action, json_object *params,
 	    json_object **result, char *err, size_t errlen);
+	/* Optional: the action's expected outcome on a fresh observation, written
+	 * into *out (HEALTHY = it holds; value/threshold/evidence = the figures).
+	 * Returns 1 when it judged, 0 to fall back to the ticket's invariant.
+	 * A store_down ticket, say, is fixed when leaders are balanced across the
+	 * stores still up, not when the dead store comes back. */
+	int (*outcome)(struct op_subject *s, const char *invariant, const char *entity,
+	    const char *action, json_object *params, json_object *obs, struct op_reading *out);
 	/* Chaos: inject a fault; *undo receives what undo needs (and "target"). */
 	int (*inject)(struct op_subject *s, const char *fault, json_object *params,
 	    json_object **undo, char *err, size_t errlen);

@@ -81,17 +81,6 @@ dispatch_close(json_object *t, const char *status, const char *type, json_object
 	    "UPDATE actions SET status='cancelled', finished_at=?1 WHERE ticket_id=?2 AND"
 	    " status IN ('proposed','awaiting_approval','pending')", "ii", op_wall_ms(), T_ID(t));
 	ticket_set_status(t, status, NULL);
-	/* Let the observer fire again if the fault is still (or again) there. */
-	json_object *closed = json_object_new_array();
-	json_object *fp = json_object_new_object();
-	json_object_object_add(fp, "subject", json_object_new_string(T_STR(t, "subject")));
-	json_object_object_add(fp, "invariant", json_object_new_string(T_STR(t, "invariant")));
-	json_object_object_add(fp, "entity", json_object_new_string(T_STR(t, "entity")));
-	json_object_array_add(closed, fp);
-	json_object *b = json_object_new_object();
-	json_object_object_add(b, "fingerprints", json_object_new_array());
-	json_object_object_add(b, "closed", closed);
-	outbox_send(OD_OBSERVER, OP_MSG_WATCH, od_new_id(), b);
 	json_object_object_add(data, "duration_ms",
 	    json_object_new_int64(op_wall_ms() - op_json_int(t, "opened_at", 0)));
 	ticket_event(t, type, data);

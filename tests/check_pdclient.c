@@ -648,7 +648,7 @@ static void client_for(struct pd_client *c, int port, int64_t timeout_ms);
 
 /* Also points client c at the new server. */
 static void
-canned_start(struct canned *cs, const char *response, struct pd_client *c, int64_t timeout_ms)
+canned_start(struct canned *cs, const char *response, struct pd_client *client, int64_t timeout_ms)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, p[2];
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -702,7 +702,7 @@ canned_start(struct canned *cs, const char *response, struct pd_client *c, int64
 	close(fd);
 	close(p[1]);
 	cs->pipe_rd = p[0];
-	client_for(c, cs->port, timeout_ms);
+	client_for(client, cs->port, timeout_ms);
 }
 
 /* Returns the request the server saw (malloc'd) and reaps the child. */

@@ -31,6 +31,9 @@
 #define T_IO_TIMEOUT_S 10   /* socket timeout for one HTTP exchange */
 #define T_NNODES 3          /* n1, n2 serve traffic; n3 is killed */
 #define T_PAUSE_MS "1000"   /* CLIENT PAUSE length in the double-count test */
+#define T_SETTLE_MS 1000    /* the observer's margin: it asks for ?at=now-1000 */
+#define T_TRAFFIC_MS 3000   /* Redis-time span of steady traffic in the drift test */
+#define T_SHORT_WINDOW_MS 1000 /* window of the drift test's key: shorter than the span */
 
 static const char *t_rlnode_bin;
 static char t_dir[256];
@@ -333,6 +336,21 @@ t_put_limit(int node, const char *key, int limit)
 	t_resp_free(&r);
 }
 
+static void
+t_put_limit_window(int node, const char *key, int limit, int window_ms)
+{
+	char path[300], body[96];
+	struct t_resp r;
+
+	snprintf(path, sizeof(path), "/api/limits/%s", key);
+	snprintf(body, sizeof(body), "{\"limit\":%d,\"window_ms\":%d}", limit, window_ms);
+	r = t_http(t_node_port[node], "PUT", path, body);
+	ck_assert_msg(r.code == 200, "PUT %s on %s: HTTP %d %s", path, t_node_id[node], r.code,
+	    r.body ? r.body : "");
+	ck_assert_int_eq(op_json_int(r.json, "window_ms", -1), window_ms);
+	t_resp_free(&r);
+}
+
 /* The node's cached limit for key, from GET /api/limits; -1 if absent. */
 static int64_t
 t_cached_limit(int node, const char *key)
@@ -415,6 +433,51 @@ t_counters_pair(const char *key, int64_t *sum)
 	    (long long)a.at_ms, (long long)a.redis_count, (long long)b.redis_count);
 	*sum = a.node_allowed + b.node_allowed;
 	return a.redis_count;
+}
+
+/* Redis now as a node reports it (now_ms of GET /api/counters). */
+static int64_t
+t_redis_now(int node)
+{
+	struct t_resp r = t_http(t_node_port[node], "GET", "/api/counters", NULL);
+	int64_t now;
+
+	ck_assert_msg(r.code == 200, "GET /api/counters on %s: HTTP %d %s", t_node_id[node],
+	    r.code, r.body ? r.body : "");
+	now = op_json_int(r.json, "now_ms", 0);
+	ck_assert(now > 0);
+	t_resp_free(&r);
+	return now;
+}
+
+/* An integer field of a node's GET /health; -1 if absent. */
+static int64_t
+t_health_int(int node, const char *field)
+{
+	struct t_resp r = t_http(t_node_port[node], "GET", "/health", NULL);
+	int64_t v;
+
+	ck_assert_msg(r.code == 200, "GET /health on %s: HTTP %d", t_node_id[node], r.code);
+	v = op_json_int(r.json, field, -1);
+	t_resp_free(&r);
+	return v;
+}
+
+/* The value of a node's /metrics sample "name{node_id="ID"}"; -1 if absent. */
+static long long
+t_metric(int node, const char *name)
+{
+	struct t_resp r = t_http(t_node_port[node], "GET", "/metrics", NULL);
+	char pfx[128];
+	const char *p;
+	long long v = -1;
+
+	ck_assert_int_eq(r.code, 200);
+	snprintf(pfx, sizeof(pfx), "\n%s{node_id=\"%s\"} ", name, t_node_id[node]);
+	if (r.body && (p = strstr(r.body, pfx)) != NULL)
+		v = strtoll(p + strlen(pfx), NULL, 10);
+	t_resp_free(&r);
+	return v;
 }
 
 /* ---- tests ---- */
@@ -508,6 +571,168 @@ START_TEST(test_counters_match_and_reset)
 	redis = t_counters_pair("t-cnt", &sum);
 	ck_assert_msg(redis == 0 && sum == 0, "after reset: redis_count=%lld sum=%lld",
 	    (long long)redis, (long long)sum);
+}
+END_TEST
+
+/*
+ * The observer's question under steady load and no fault: at AT = Redis now
+ * minus its settle margin, Redis and the nodes must agree exactly. The key's
+ * window is shorter than the traffic span, so (AT - window, AT] lies wholly
+ * outside the current window; a /check script that pruned at now - window
+ * would already have removed that interval from Redis.
+ */
+START_TEST(test_counters_at_past_no_drift)
+{
+	struct t_cache_want w0 = {0, "t-steady", 1000000}, w1 = {1, "t-steady", 1000000};
+	struct t_counter a, b;
+	int64_t t0, now = 0, end = op_mono_ms() + 3 * T_WAIT_MS, at;
+	int i = 0;
+
+	t_put_limit_window(0, "t-steady", 1000000, T_SHORT_WINDOW_MS);
+	ck_assert_msg(t_wait(t_cond_cached, &w0), "n1 never cached the t-steady limit");
+	ck_assert_msg(t_wait(t_cond_cached, &w1), "n2 never cached the t-steady limit");
+	t0 = t_redis_now(0);
+	/* Traffic until T_TRAFFIC_MS of Redis time have passed (bounded). */
+	do {
+		int code = t_check_code(i % 2, "t-steady");
+		ck_assert_msg(code == 200, "steady check %d on %s: HTTP %d", i, t_node_id[i % 2],
+		    code);
+		if (++i % 20 == 0)
+			now = t_redis_now(i % 2);
+	} while (now - t0 < T_TRAFFIC_MS && op_mono_ms() < end);
+	ck_assert_msg(now - t0 >= T_TRAFFIC_MS, "only %lld ms of Redis time in %d checks",
+	    (long long)(now - t0), i);
+
+	now = t_redis_now(0);
+	at = now - T_SETTLE_MS;
+	a = t_counter(0, "t-steady", at);
+	b = t_counter(1, "t-steady", at);
+	ck_assert_msg(a.found && b.found, "t-steady missing from /api/counters?at=%lld",
+	    (long long)at);
+	ck_assert_int_eq(a.at_ms, at);
+	ck_assert_msg(a.redis_count == b.redis_count,
+	    "nodes disagree on redis_count at %lld: %lld vs %lld", (long long)at,
+	    (long long)a.redis_count, (long long)b.redis_count);
+	ck_assert_msg(a.node_allowed > 0 && b.node_allowed > 0,
+	    "both nodes should have allowed traffic in the interval: n1=%lld n2=%lld",
+	    (long long)a.node_allowed, (long long)b.node_allowed);
+	ck_assert_msg(a.redis_count == a.node_allowed + b.node_allowed,
+	    "false drift without any fault at now-%d: Redis counts %lld, nodes allowed %lld "
+	    "(n1 %lld + n2 %lld)", T_SETTLE_MS, (long long)a.redis_count,
+	    (long long)(a.node_allowed + b.node_allowed), (long long)a.node_allowed,
+	    (long long)b.node_allowed);
+}
+END_TEST
+
+struct t_past {
+	int node;
+	int64_t t;
+};
+
+static int
+t_cond_redis_past(void *arg)
+{
+	struct t_past *p = arg;
+
+	return t_redis_now(p->node) > p->t;
+}
+
+/* The score of the zset entry at rank i (oldest first), or -1. */
+static int64_t
+t_zscore_at(const char *zkey, int i)
+{
+	redisContext *c = t_redis();
+	redisReply *r = c && !c->err ? redisCommand(c, "ZRANGE %s %d %d WITHSCORES", zkey, i, i)
+				     : NULL;
+	int64_t v = -1;
+
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->str)
+		v = strtoll(r->element[1]->str, NULL, 10);
+	if (r)
+		freeReplyObject(r);
+	if (c)
+		redisFree(c);
+	return v;
+}
+
+/*
+ * Entries that left the window but are still kept for the observer
+ * (RL_PRUNE_SLACK_MS) must neither count against the limit nor decide the
+ * retry time.
+ */
+START_TEST(test_limit_exact_with_slack)
+{
+	struct t_cache_want w = {1, "t-slack", 3};
+	struct t_past past = {0, 0};
+	struct t_resp r;
+	int64_t oldest_b, now, lower;
+	int i;
+
+	t_put_limit_window(0, "t-slack", 3, T_SHORT_WINDOW_MS);
+	ck_assert_msg(t_wait(t_cond_cached, &w), "n2 never cached the t-slack limit");
+	for (i = 0; i < 3; i++) /* batch A */
+		ck_assert_int_eq(t_check_code(i % 2, "t-slack"), 200);
+	past.t = t_redis_now(0) + T_SHORT_WINDOW_MS; /* A is out of the window after this */
+	ck_assert_msg(t_wait(t_cond_redis_past, &past), "Redis time never passed %lld",
+	    (long long)past.t);
+	for (i = 0; i < 3; i++) { /* batch B: A must not count */
+		r = t_check(i % 2, "t-slack");
+		ck_assert_msg(r.code == 200, "batch B check %d: HTTP %d %s", i + 1, r.code, r.body);
+		ck_assert_int_eq(op_json_int(r.json, "count", -1), i + 1);
+		t_resp_free(&r);
+	}
+	r = t_check(1, "t-slack");
+	now = t_redis_now(1);
+	ck_assert_msg(r.code == 429, "4th check of batch B should be 429: %d %s", r.code, r.body);
+	ck_assert_int_eq(op_json_int(r.json, "count", -1), 3);
+	/* Rank 3 is B's oldest while A is still kept; once A is pruned (a stall
+	 * past the slack) rank 0 is, and the bound below only gets weaker. */
+	oldest_b = t_zscore_at("rl:t-slack", 3);
+	if (oldest_b < 0)
+		oldest_b = t_zscore_at("rl:t-slack", 0);
+	lower = oldest_b + T_SHORT_WINDOW_MS - now;
+	ck_assert_msg(op_json_int(r.json, "retry_after_ms", -1) >= lower &&
+	    op_json_int(r.json, "retry_after_ms", -1) <= T_SHORT_WINDOW_MS,
+	    "retry_after_ms %lld should wait for batch B's oldest entry (>= %lld, <= %d)",
+	    (long long)op_json_int(r.json, "retry_after_ms", -1), (long long)lower,
+	    T_SHORT_WINDOW_MS);
+	t_resp_free(&r);
+}
+END_TEST
+
+/* Remediation counters: each action counts once, on the node that ran it. */
+START_TEST(test_action_counters)
+{
+	int64_t r1 = t_health_int(0, "resets_total"), r2 = t_health_int(1, "resets_total");
+	int64_t s1 = t_health_int(0, "resyncs_total"), s2 = t_health_int(1, "resyncs_total");
+	struct t_resp r;
+
+	ck_assert_msg(r1 >= 0 && r2 >= 0 && s1 >= 0 && s2 >= 0,
+	    "/health lacks resets_total or resyncs_total");
+	ck_assert_int_eq(t_metric(0, "rlnode_resets_total"), r1);
+	ck_assert_int_eq(t_metric(0, "rlnode_resyncs_total"), s1);
+
+	ck_assert_int_eq(t_check_code(0, "t-act"), 200);
+	r = t_http(t_node_port[0], "POST", "/api/counters/t-act/reset", NULL);
+	ck_assert_msg(r.code == 200, "reset: HTTP %d %s", r.code, r.body);
+	t_resp_free(&r);
+	/* Refused requests are not actions. */
+	r = t_http(t_node_port[0], "GET", "/api/counters/t-act/reset", NULL);
+	ck_assert_int_eq(r.code, 405);
+	t_resp_free(&r);
+	ck_assert_int_eq(t_health_int(0, "resets_total"), r1 + 1);
+	ck_assert_int_eq(t_metric(0, "rlnode_resets_total"), r1 + 1);
+	ck_assert_int_eq(t_health_int(1, "resets_total"), r2);
+	ck_assert_int_eq(t_health_int(0, "resyncs_total"), s1);
+
+	r = t_http(t_node_port[1], "POST", "/api/resync", NULL);
+	ck_assert_msg(r.code == 200, "resync: HTTP %d %s", r.code, r.body);
+	t_resp_free(&r);
+	ck_assert_int_eq(t_health_int(1, "resyncs_total"), s2 + 1);
+	ck_assert_int_eq(t_metric(1, "rlnode_resyncs_total"), s2 + 1);
+	ck_assert_int_eq(t_health_int(1, "resets_total"), r2);
+	ck_assert_int_eq(t_health_int(0, "resyncs_total"), s1);
+	ck_assert_int_eq(t_health_int(0, "resets_total"), r1 + 1);
 }
 END_TEST
 
@@ -682,6 +907,9 @@ t_suite(void)
 	tcase_add_test(tc, test_limit_enforced);
 	tcase_add_test(tc, test_limit_zero_blocks);
 	tcase_add_test(tc, test_counters_match_and_reset);
+	tcase_add_test(tc, test_counters_at_past_no_drift);
+	tcase_add_test(tc, test_action_counters);
+	tcase_add_test(tc, test_limit_exact_with_slack);
 	tcase_add_test(tc, test_metrics_labels);
 	tcase_add_test(tc, test_pause_double_counts);
 	tcase_add_test(tc, test_missed_invalidation);

@@ -15,6 +15,7 @@ struct vjob {
 	int64_t ticket_id, action_id;
 	char subject[OP_NAME_MAX], invariant[OP_NAME_MAX], entity[OP_ENTITY_MAX];
 	char action[OP_NAME_MAX];
+	json_object *params;
 	int64_t executed_at, delay_ms, settle_ms, timeout_ms; /* wall clock ms */
 	int64_t healthy_since;
 	int checks, healthy_checks;
@@ -26,6 +27,14 @@ struct verifier {
 	struct event *timer;
 	struct vjob *jobs;
 };
+
+static void
+ver_free(struct vjob *j)
+{
+	json_object_put(j->last);
+	json_object_put(j->params);
+	free(j);
+}
 
 static void
 ver_arm(struct verifier *v)
@@ -100,6 +109,10 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 			continue;
 		}
 		const struct op_reading *r = ok ? op_readings_find(&rd, j->invariant, j->entity) : NULL;
+		struct op_reading judged = {0};
+		if (ok && sj->ops->outcome != NULL &&
+		    sj->ops->outcome(sj, j->invariant, j->entity, j->action, j->params, obs, &judged) == 1)
+			r = &judged;
 		j->checks++;
 		json_object_put(j->last);
 		j->last = ver_figures(j, r, now);
@@ -125,11 +138,11 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 			snprintf(why, sizeof(why), "%s still not holding for %s %lld ms after %s",
 			    j->invariant, j->entity, (long long)(now - j->executed_at), j->action);
 		}
+		json_object_put(judged.evidence);
 		if (result != NULL) {
 			ver_finish(w, j, result, why, now);
 			*pp = j->next;
-			json_object_put(j->last);
-			free(j);
+			ver_free(j);
 			continue;
 		}
 		pp = &j->next;
@@ -155,8 +168,7 @@ ver_on_timer(evutil_socket_t fd, short ev, void *arg)
 		if (op_subjects_find(&w->subjects, j->subject) == NULL) {
 			ver_finish(w, j, "failure", "subject not configured", now);
 			*pp = j->next;
-			json_object_put(j->last);
-			free(j);
+			ver_free(j);
 			continue;
 		}
 		pp = &j->next;
@@ -188,6 +200,7 @@ ver_on_msg(struct worker *w, struct op_msg *m)
 	op_strlcpy(j->invariant, op_json_str(m->body, "invariant", ""), sizeof(j->invariant));
 	op_strlcpy(j->entity, op_json_str(m->body, "entity", ""), sizeof(j->entity));
 	op_strlcpy(j->action, op_json_str(m->body, "action", ""), sizeof(j->action));
+	j->params = json_object_get(op_json_obj(m->body, "params"));
 	j->executed_at = op_json_int(m->body, "executed_at", op_wall_ms());
 	j->delay_ms = op_json_int(m->body, "verify_delay_ms", 5000);
 	j->settle_ms = op_json_int(m->body, "settle_ms", 3000);
@@ -220,8 +233,7 @@ ver_fini(struct worker *w)
 		return;
 	while (v->jobs) {
 		struct vjob *n = v->jobs->next;
-		json_object_put(v->jobs->last);
-		free(v->jobs);
+		ver_free(v->jobs);
 		v->jobs = n;
 	}
 	event_free(v->timer);

@@ -33,7 +33,19 @@
 #define RL_WINDOW_MAX_MS 86400000LL /* longest window; rl:keys keeps this much */
 #define RL_COUNTERS_MAX 1000       /* keys per /api/counters answer */
 #define RL_RECENT_MS 3000          /* node_allowed_recent / node_blocked_recent span */
+/* How long the /check script keeps entries in Redis past the window. The
+ * allow decision counts only (now - window, now], so this changes no limit;
+ * it exists so that GET /api/counters?at=AT, with AT in the recent past,
+ * still finds every entry of (AT - window, AT] in Redis. It must exceed the
+ * observer's settle margin (it asks for AT = Redis now - 1000 ms), or the
+ * oldest part of the observer's interval is pruned from Redis while the
+ * nodes' local logs still have it, which reads as false drift. */
+#define RL_PRUNE_SLACK_MS 5000
 #define RL_LOCAL_SLACK_MS 30000    /* local log kept past the window, for ?at= in the past */
+/* The local log must cover at least what Redis keeps, or ?at= in the slack
+ * would show Redis entries the nodes no longer have. */
+_Static_assert(RL_LOCAL_SLACK_MS >= RL_PRUNE_SLACK_MS,
+    "local log must keep at least window + RL_PRUNE_SLACK_MS");
 #define RL_LAT_SPAN_MS 10000       /* /health latency and rate span */
 #define RL_LAT_RING 65536          /* latency samples kept (power of two) */
 #define RL_DEGRADED_HOLD_MS 10000  /* degraded stays reported this long after a fail-open */
@@ -131,6 +143,8 @@ struct rl_latency {
 struct rl_metrics {
 	uint64_t allowed, blocked, errors;
 	uint64_t redis_errors, redis_retries, fail_open;
+	uint64_t resets;  /* reset scripts sent to Redis by POST /api/counters/{key}/reset */
+	uint64_t resyncs; /* full reloads sent to Redis by POST /api/resync */
 	uint64_t hist[RL_HIST_NB + 1]; /* last is +Inf */
 	double hist_sum;
 	uint64_t hist_count;

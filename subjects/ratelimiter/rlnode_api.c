@@ -108,6 +108,8 @@ rl_api_health(struct rlnode *n, struct evhttp_request *req)
 	op_json_set_int(o, "checks_recent", (int64_t)cnt);
 	json_object_object_add(o, "limits_loaded", json_object_new_boolean(n->limits_loaded));
 	op_json_set_int(o, "fail_open_total", (int64_t)n->m.fail_open);
+	op_json_set_int(o, "resets_total", (int64_t)n->m.resets);
+	op_json_set_int(o, "resyncs_total", (int64_t)n->m.resyncs);
 	rl_http_reply_json(req, 200, o);
 }
 
@@ -157,6 +159,14 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 	    "# HELP rlnode_fail_open_total /check answered locally because Redis failed.\n"
 	    "# TYPE rlnode_fail_open_total counter\n"
 	    "rlnode_fail_open_total{node_id=\"%s\"} %llu\n"
+	    "# HELP rlnode_resets_total Counter resets this node sent to Redis"
+	    " (POST /api/counters/{key}/reset).\n"
+	    "# TYPE rlnode_resets_total counter\n"
+	    "rlnode_resets_total{node_id=\"%s\"} %llu\n"
+	    "# HELP rlnode_resyncs_total Limit cache reloads this node sent to Redis"
+	    " (POST /api/resync).\n"
+	    "# TYPE rlnode_resyncs_total counter\n"
+	    "rlnode_resyncs_total{node_id=\"%s\"} %llu\n"
 	    "# HELP rlnode_up 1 while the node runs.\n"
 	    "# TYPE rlnode_up gauge\n"
 	    "rlnode_up{node_id=\"%s\"} 1\n"
@@ -168,7 +178,8 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 	    "rlnode_limit_cache_entries{node_id=\"%s\"} %zu\n",
 	    id, (unsigned long long)n->m.redis_errors, id,
 	    (unsigned long long)n->m.redis_retries, id, (unsigned long long)n->m.fail_open, id,
-	    id, rl_degraded(n), id, n->limits.n);
+	    (unsigned long long)n->m.resets, id, (unsigned long long)n->m.resyncs, id, id,
+	    rl_degraded(n), id, n->limits.n);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
@@ -772,8 +783,13 @@ rl_api_reset(struct rlnode *n, struct evhttp_request *req, const char *key)
 	snprintf(zkey, sizeof(zkey), "rl:%s", key);
 	snprintf(rkey, sizeof(rkey), "rl:reset:%s", key);
 	snprintf(win, sizeof(win), "%lld", (long long)rl_limit_for(n, key, &tmp)->window_ms);
+	/* Counted once the script is on its way to Redis, not when it answers:
+	 * a reset whose reply timed out may still have run, and the count must
+	 * show it, or a retried reset would look like a single one. */
 	if (rl_call_mgmt(n, RL_MGMT_TIMEOUT_MS, rl_reset_done, a, 6, argv) < 0)
 		rl_api_redis_failed(a, NULL, "not connected", 0);
+	else
+		n->m.resets++;
 }
 
 static void
@@ -799,6 +815,10 @@ rl_api_resync(struct rlnode *n, struct evhttp_request *req)
 {
 	struct rl_apireq *a = rl_apireq_new(req);
 
+	/* Counted when sent, like resets (see rl_api_reset). rl_resync_done
+	 * must not count: it also runs for a reload that was never sent. */
 	if (rl_limits_reload(n, rl_resync_done, a) < 0)
 		rl_resync_done(n, -1, "redis not connected", a);
+	else
+		n->m.resyncs++;
 }

@@ -17,19 +17,31 @@
 
 #define RL_CHANNEL "rl:limits:changed"
 
+#define RL_STR(x) #x
+#define RL_XSTR(x) RL_STR(x)
+
 /* Sliding-window check. Time comes from Redis so that nodes with skewed
  * clocks still share one window. The rl:keys index lets readers enumerate
  * active keys without SCAN; it is trimmed here, on the write path, so that
- * readers never have to mutate anything. */
+ * readers never have to mutate anything.
+ *
+ * Entries are pruned only RL_PRUNE_SLACK_MS after they leave the window, so
+ * the set holds more than the window: the decision therefore counts with
+ * ZCOUNT over (now - window, +inf) rather than ZCARD, and the retry time
+ * ranks within that range only. The upper bound is +inf, not now, so that an
+ * entry stamped ahead of now (Redis TIME stepped back) still counts, as it
+ * did with ZCARD; with a monotonic TIME the range is (now - window, now]. */
 const char rl_check_lua[] =
     "local limit = tonumber(ARGV[1])\n"
     "local window = tonumber(ARGV[2])\n"
     "local cost = tonumber(ARGV[4])\n"
+    "local slack = " RL_XSTR(RL_PRUNE_SLACK_MS) "\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local reset_at = tonumber(redis.call('GET', KEYS[3])) or 0\n"
-    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)\n"
-    "local count = redis.call('ZCARD', KEYS[1])\n"
+    "local lo = '(' .. string.format('%d', now - window)\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - window - slack))\n"
+    "local count = redis.call('ZCOUNT', KEYS[1], lo, '+inf')\n"
     "local allowed = 0\n"
     "local retry = 0\n"
     "if count + cost <= limit then\n"
@@ -38,12 +50,13 @@ const char rl_check_lua[] =
     "  end\n"
     "  count = count + cost\n"
     "  allowed = 1\n"
-    "  redis.call('PEXPIRE', KEYS[1], window + 1000)\n"
+    "  redis.call('PEXPIRE', KEYS[1], window + slack + 1000)\n"
     "elseif cost > limit then\n"
     "  retry = window\n"
     "else\n"
     "  local need = count + cost - limit\n"
-    "  local e = redis.call('ZRANGE', KEYS[1], need - 1, need - 1, 'WITHSCORES')\n"
+    "  local e = redis.call('ZRANGEBYSCORE', KEYS[1], lo, '+inf', 'WITHSCORES', 'LIMIT',"
+    " need - 1, 1)\n"
     "  retry = tonumber(e[2]) + window - now\n"
     "  if retry < 1 then retry = 1 end\n"
     "end\n"

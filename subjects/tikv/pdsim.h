@@ -138,6 +138,7 @@ struct sim_cluster {
 	size_t n_records, rec_head;
 	int64_t start_wall_ms;
 	int64_t last_balance_ms, last_evict_ms;
+	size_t balance_cursor;        /* balance-leader resumes its scan here */
 	int64_t max_store_down_ms;    /* live value of max-store-down-time */
 	json_object *schedule_cfg;    /* GET /config/schedule, insertion-ordered */
 	int sched_enabled[8];         /* see sim_default_schedulers */
@@ -235,6 +236,7 @@ void go_time_string(int64_t wall_ns, char *out, size_t len);   /* time.Time.Stri
 void go_float(double v, char *out, size_t len);
 /* Parses a request body like Go's json.Unmarshal; on failure returns NULL
  * with Go's SyntaxError text in msg and its Offset in *offset. */
+const char *go_json_type(json_object *o); /* "number", "string", ... */
 json_object *go_json_parse(const char *buf, size_t len, char *msg, size_t msglen, long *offset);
 
 /* --- HTTP (pdsim_http.c) --- */

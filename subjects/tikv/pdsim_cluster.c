@@ -13,8 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "common/util.h"
+
+static int64_t
+wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 const char *const sim_default_schedulers[] = {
 	"balance-leader-scheduler", "balance-hot-region-scheduler", "balance-region-scheduler",
@@ -328,8 +338,19 @@ region_replace_peer(struct sim_cluster *c, struct sim_region *r, int idx, int64_
 		if (best == UINT32_MAX || st->region_count < c->stores[best].region_count)
 			best = s;
 	}
-	if (best == UINT32_MAX)
-		return 0;
+	if (best == UINT32_MAX) {
+		/* Nowhere to put a replacement, but the region still has enough
+		 * voters without it (after an add-peer): just drop the dead peer. */
+		int voters = 0;
+		for (int i = 0; i < r->n_peers; i++)
+			voters += r->peers[i].role == SIM_VOTER && i != idx;
+		if (voters < c->o->replicas || r->leader == idx)
+			return 0;
+		peer_remove(r, idx);
+		r->conf_ver++;
+		c->replacements++;
+		return 1;
+	}
 	if (r->leader == idx) {
 		int nl = pick_leader(c, r, now, idx);
 		if (nl < 0)
@@ -1025,7 +1046,6 @@ evict_step(struct sim_cluster *c, int64_t now)
 static void
 balance_step(struct sim_cluster *c, int64_t now)
 {
-	static size_t cursor;
 	long hi = -1, lo = -1;
 
 	for (size_t s = 0; s < c->n_stores; s++) {
@@ -1039,11 +1059,11 @@ balance_step(struct sim_cluster *c, int64_t now)
 	if (hi < 0 || lo < 0 || c->stores[hi].leader_count - c->stores[lo].leader_count <= 1)
 		return;
 	for (size_t k = 0; k < c->n_regions; k++) {
-		struct sim_region *r = &c->regions[(cursor + k) % c->n_regions];
+		struct sim_region *r = &c->regions[(c->balance_cursor + k) % c->n_regions];
 		if (r->leader < 0 || r->peers[r->leader].store != (uint32_t)hi || r->op >= 0)
 			continue;
 		if (transfer_leader_now(c, r, (uint32_t)lo, now)) {
-			cursor = (size_t)(r - c->regions) + 1;
+			c->balance_cursor = (size_t)(r - c->regions) + 1;
 			c->balance_moves++;
 			return;
 		}
@@ -1140,7 +1160,7 @@ sim_store_heartbeat(struct sim_cluster *c, struct sim_store *s, int64_t now)
 		}
 	}
 	s->last_hb_ms = now;
-	s->last_hb_wall_ns = op_wall_ms() * 1000000;
+	s->last_hb_wall_ns = wall_ns();
 	return 200;
 }
 
@@ -1181,7 +1201,7 @@ sim_config_update(struct sim_cluster *c, json_object *in, char *msg, size_t len)
 		    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)) {
 			snprintf(msg, len, "json: cannot unmarshal %s into Go struct field "
 			    "ScheduleConfig.schedule.%s of type uint64",
-			    json_type_to_name(json_object_get_type(v)), k);
+			    go_json_type(v), k);
 			return 400;
 		}
 	}

@@ -226,7 +226,7 @@ body_object(struct rq *x, int errcode)
 	}
 	if (!json_object_is_type(o, json_type_object)) {
 		snprintf(msg, sizeof(msg), "json: cannot unmarshal %s into Go value of type "
-		    "map[string]interface {}", json_type_to_name(json_object_get_type(o)));
+		    "map[string]interface {}", go_json_type(o));
 		json_object_put(o);
 		if (errcode)
 			reply_errcode(x->req, msg, 1);

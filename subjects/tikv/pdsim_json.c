@@ -461,3 +461,18 @@ go_json_parse(const char *buf, size_t len, char *msg, size_t msglen, long *offse
 	*offset = (long)end + 1;
 	return NULL;
 }
+
+const char *
+go_json_type(json_object *o)
+{
+	/* encoding/json's names in UnmarshalTypeError messages. */
+	switch (json_object_get_type(o)) {
+	case json_type_int:
+	case json_type_double: return "number";
+	case json_type_boolean: return "bool";
+	case json_type_string: return "string";
+	case json_type_array: return "array";
+	case json_type_object: return "object";
+	default: return "null";
+	}
+}
