@@ -14,7 +14,7 @@
 #define T_COLS "id,fingerprint,subject,invariant,entity,status,severity,message,evidence," \
 	"opened_at,updated_at,closed_at,occurrences,flaps,attempts,held,acked,reason"
 #define A_COLS "id,ticket_id,step,subject,name,params,reason,risk,status,created_at," \
-	"not_before,dispatched_at,finished_at,result,error,decided_by"
+	"not_before,dispatched_at,finished_at,result,error,decided_by,needs_approval,approval_reason"
 
 static void dispatch_advance(json_object *t);
 static void dispatch_start_diagnosis(json_object *t);
@@ -181,6 +181,32 @@ on_cleared(struct op_msg *m)
 
 /* ---- diagnoser ---- */
 
+#define OD_HISTORY_MAX 3 /* similar past tickets given to the diagnoser */
+
+/* Up to three closed tickets of the same subject and invariant, each with
+ * what was done and whether verification held: a model (or a human reading
+ * the prompt) learns from outcomes, not from earlier guesses. */
+static json_object *
+ticket_history(json_object *t)
+{
+	json_object *rows = ledger_rows(od->ledger,
+	    "SELECT id,entity,status,reason,opened_at,closed_at FROM tickets WHERE subject=?1 AND"
+	    " invariant=?2 AND id<>?3 AND status IN ('resolved','escalated','cleared','rejected')"
+	    " ORDER BY id DESC LIMIT ?4", "ssii", T_STR(t, "subject"), T_STR(t, "invariant"),
+	    T_ID(t), (int64_t)OD_HISTORY_MAX);
+
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *h = json_object_array_get_idx(rows, i);
+		int64_t id = op_json_int(h, "id", 0);
+		json_object_object_add(h, "actions", ledger_rows(od->ledger,
+		    "SELECT name,params,status,error FROM actions WHERE ticket_id=?1 AND status NOT IN"
+		    " ('proposed','cancelled') ORDER BY step", "i", id));
+		json_object_object_add(h, "verifications", ledger_rows(od->ledger,
+		    "SELECT result,figures FROM verifications WHERE ticket_id=?1 ORDER BY id", "i", id));
+	}
+	return rows;
+}
+
 static json_object *
 ticket_job(json_object *t)
 {
@@ -188,6 +214,7 @@ ticket_job(json_object *t)
 
 	json_object_object_add(job, "ticket", json_object_get(t));
 	json_object_object_add(job, "ticket_id", json_object_new_int64(T_ID(t)));
+	json_object_object_add(job, "history", ticket_history(t));
 	return job;
 }
 
@@ -262,12 +289,23 @@ on_diagnosis(struct op_msg *m)
 	}
 	ledger_insert(od->ledger,
 	    "INSERT INTO diagnoses(ticket_id,created_at,backend,model,agreed,tokens_in,tokens_out,"
-	    "cost_usd,diagnosis) VALUES(?1,?2,?3,?4,?5,?6,?7,0,?8)", "iissiiij", tid, op_wall_ms(),
+	    "cost_usd,diagnosis) VALUES(?1,?2,?3,?4,?5,?6,?7,CAST(?8 AS REAL)/1000000.0,?9)",
+	    "iissiiiij", tid, op_wall_ms(),
 	    op_json_str(m->body, "backend", "rules"), op_json_str(m->body, "model", NULL),
 	    op_json_int(m->body, "agreed", 1), op_json_int(m->body, "tokens_in", 0),
-	    op_json_int(m->body, "tokens_out", 0), diag);
+	    op_json_int(m->body, "tokens_out", 0),
+	    (int64_t)(op_json_double(m->body, "cost_usd", 0) * 1000000.0), diag);
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "backend", json_object_new_string(op_json_str(m->body, "backend", "rules")));
+	/* Which model said it, what it cost and whether the offline rules agree:
+	 * the record an operator needs to trust (or not) a model's plan. */
+	static const char *const meta[] = {"model", "agreed", "tokens_in", "tokens_out",
+		"cost_usd", "fallback_reason", "require_approval", "cached"};
+	for (size_t k = 0; k < sizeof(meta) / sizeof(meta[0]); k++) {
+		json_object *v;
+		if (json_object_object_get_ex(m->body, meta[k], &v))
+			json_object_object_add(d, meta[k], json_object_get(v));
+	}
 	json_object_object_add(d, "primary_diagnosis",
 	    json_object_new_string(op_json_str(diag, "primary_diagnosis", "")));
 	json_object_object_add(d, "confidence", json_object_new_double(op_json_double(diag, "confidence", 0)));
@@ -275,6 +313,10 @@ on_diagnosis(struct op_msg *m)
 	ticket_event(t, "diagnosis", d);
 	ticket_set_status(t, "diagnosed", NULL);
 	plan_actions(t, diag);
+	if (op_json_bool(m->body, "require_approval", 0))
+		ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
+		    " WHERE ticket_id=?2 AND status='proposed'", "si",
+		    "the model's plan disagrees with the offline rules", tid);
 	dispatch_advance(t);
 	json_object_put(t);
 }
@@ -327,7 +369,7 @@ dispatch_advance(json_object *t)
 		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
 		json_object_object_add(d, "reason", json_object_new_string(why));
 		ticket_event(t, "action_skipped", d);
-	} else if (!strcmp(od->mode, "approve")) {
+	} else if (!strcmp(od->mode, "approve") || op_json_int(a, "needs_approval", 0)) {
 		ledger_exec(od->ledger, "UPDATE actions SET status='awaiting_approval' WHERE id=?1", "i",
 		    op_json_int(a, "id", 0));
 		ticket_set_status(t, "awaiting_approval", NULL);
@@ -335,6 +377,8 @@ dispatch_advance(json_object *t)
 		json_object_object_add(d, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
 		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
 		json_object_object_add(d, "params", json_object_get(op_json_obj(a, "params")));
+		json_object_object_add(d, "reason", json_object_new_string(op_json_int(a, "needs_approval", 0)
+		    ? op_json_str(a, "approval_reason", "approval required") : "mode approve"));
 		ticket_event(t, "action_awaiting_approval", d);
 	} else {
 		ledger_exec(od->ledger, "UPDATE actions SET status='pending' WHERE id=?1", "i",

@@ -57,6 +57,10 @@ static const char *const ledger_migrations[] = {
 	" id INTEGER PRIMARY KEY AUTOINCREMENT, fault TEXT NOT NULL, subject TEXT NOT NULL,"
 	" target TEXT, params TEXT, started_at INTEGER NOT NULL, ttl_ms INTEGER,"
 	" ended_at INTEGER, undo TEXT, status TEXT NOT NULL);",
+	/* 2: an action may need a human even in execute mode (a model's plan the
+	 * offline rules disagree with, a risk tier). */
+	"ALTER TABLE actions ADD COLUMN needs_approval INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE actions ADD COLUMN approval_reason TEXT;",
 };
 
 /* Columns holding JSON text; rows() parses them back. */
