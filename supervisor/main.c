@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "subjects/subject.h"
+#include "supervisor/metrics.h"
 #include "supervisor/od.h"
 #include "workers/worker.h"
 
@@ -78,6 +79,15 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 	    op_config_duration(cfg, "operatord", "verify_timeout", OD_VERIFY_TIMEOUT_MS,
 		&od->verify_timeout_ms, err, errlen) != 0)
 		return -1;
+	v = op_config_get(cfg, "operatord", "metrics_listen");
+	if (v != NULL && *v != '\0') {
+		char host[256];
+		int port;
+		if (op_split_hostport(v, host, sizeof(host), &port) != 0) {
+			snprintf(err, errlen, "[operatord] metrics_listen: \"%s\" is not HOST:PORT", v);
+			return -1;
+		}
+	}
 	if (od->verify_timeout_ms <= od->verify_delay_ms + od->verify_settle_ms) {
 		snprintf(err, errlen, "[operatord] verify_timeout must exceed verify_delay + verify_settle");
 		return -1;
@@ -103,8 +113,9 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "no [subject.NAME] section: nothing to watch");
 		return -1;
 	}
+	int bad = chaos_check_config(cfg, &subjects, err, errlen);
 	op_subjects_destroy(&subjects);
-	if (worker_check_config(cfg, err, errlen) != 0)
+	if (bad || worker_check_config(cfg, err, errlen) != 0)
 		return -1;
 	return 0;
 }
@@ -228,6 +239,7 @@ od_cleanup(void)
 	char path[PATH_MAX + 32];
 
 	control_close();
+	metrics_close();
 	for (int i = 0; i < OD_NWORKERS; i++) {
 		struct od_worker *w = &od->w[i];
 		if (w->recv_ev)
@@ -325,6 +337,8 @@ main(int argc, char **argv)
 	od->next_id = (uint64_t)op_wall_ms() << 16; /* ids stay unique across restarts */
 	if (control_open(err, sizeof(err)) != 0)
 		fatal("control: %s", err);
+	if (metrics_open(op_config_get(od->cfg, "operatord", "metrics_listen"), err, sizeof(err)) != 0)
+		fatal("%s", err);
 	static const int sigs[] = {SIGTERM, SIGINT, SIGCHLD, SIGHUP};
 	for (size_t i = 0; i < OP_ARRAY_LEN(sigs); i++) {
 		od->sig_ev[i] = evsignal_new(od->base, sigs[i], od_on_signal, NULL);

@@ -40,6 +40,8 @@ struct worker {
 
 int worker_main(const char *role, const char *config, const char *runtime_dir, int verbose);
 int worker_check_config(const struct op_config *cfg, char *err, size_t errlen);
+int chaos_check_config(const struct op_config *cfg, struct op_subjects *subjects, char *err,
+    size_t errlen);
 /* Sends a frame to the supervisor (takes ownership of body). */
 int worker_send(struct worker *w, enum op_msg_type type, uint64_t id, json_object *body);
 /* Handles frames already waiting (settings, kill switch) without blocking:
