@@ -3,7 +3,7 @@
 # demo, when they are missing. Sourced by test.sh and demo.sh.
 OP_DEB_PACKAGES="meson ninja-build pkg-config gcc libnng-dev libmsgpack-dev
   libcurl4-openssl-dev libevent-dev libjson-c-dev libsqlite3-dev libhiredis-dev
-  libinih-dev libsystemd-dev check redis-server jq"
+  libinih-dev libsystemd-dev check redis-server jq curl procps"
 
 op_install_deps() {
   local missing=()
