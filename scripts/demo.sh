@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # operatord demonstration: real processes, real faults, measured loops.
 #   ./scripts/demo.sh ratelimiter [--auto]
+#   ./scripts/demo.sh tikv [--auto]        (pdsim, node kill -> transfer-leader)
 # Without a terminal, or with --auto, it runs unattended and exits non-zero
 # if a loop did not close. Everything it starts is stopped on exit.
 set -euo pipefail
@@ -14,8 +15,12 @@ for a in "$@"; do [ "$a" = "--auto" ] && AUTO=1; done
 [ -t 0 ] && [ -t 1 ] || AUTO=1
 LOOP_TIMEOUT_S=${LOOP_TIMEOUT_S:-120}
 
-usage() { echo "usage: $0 ratelimiter [--auto]" >&2; exit 2; }
-case "$SUBJECT" in ratelimiter) ;; *) usage ;; esac
+usage() { echo "usage: $0 ratelimiter|tikv [--auto]" >&2; exit 2; }
+case "$SUBJECT" in
+  ratelimiter) ;;
+  tikv) shift; exec "$ROOT/scripts/demo-tikv.sh" "$@" ;;
+  *) usage ;;
+esac
 
 op_install_deps
 echo "== building" >&2

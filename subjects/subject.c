@@ -311,6 +311,15 @@ op_subject_kind(const char *name)
 	return NULL;
 }
 
+int
+op_obs_complete(json_object *obs)
+{
+	json_object *v;
+
+	return obs != NULL && json_object_object_get_ex(obs, "complete", &v) &&
+	    json_object_get_boolean(v);
+}
+
 void
 op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
     const char *entity)

@@ -147,6 +147,11 @@ struct op_subject *op_subjects_find(struct op_subjects *all, const char *name);
 /* Known subject kinds, for --check-config. */
 const struct op_subject_ops *op_subject_kind(const char *name);
 
+/* Whether an observation saw everything (top-level "complete": true). An
+ * entity with no reading counts as healthy only in a complete observation:
+ * a key missing because Redis is down has not healed. */
+int op_obs_complete(json_object *obs);
+
 /* Fingerprint = subject/invariant/entity: identity never comes from LLM text. */
 void op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
     const char *entity);

@@ -548,9 +548,11 @@ on_fault(struct op_msg *m)
 		json_object_object_add(d, "fault_id", json_object_new_int64(fid));
 		outbox_event("fault_injected", 0, subject, target, NULL, d);
 	} else if (!strcmp(ev, "cleared")) {
-		int64_t fid = op_json_int(m->body, "fault_id", 0);
-		ledger_exec(od->ledger, "UPDATE faults SET status='cleared', ended_at=?1 WHERE id=?2",
-		    "ii", now, fid);
+		/* A fault injected by this chaos process has no ledger id yet: it is
+		 * known by its name and start time, which the chaos worker echoes. */
+		ledger_exec(od->ledger, "UPDATE faults SET status='cleared', ended_at=?1 WHERE"
+		    " status='active' AND (id=?2 OR (fault=?3 AND started_at=?4))", "iisi", now,
+		    op_json_int(m->body, "fault_id", 0), fault, op_json_int(m->body, "started_at", 0));
 		outbox_event("fault_cleared", 0, subject, target, NULL, json_object_get(m->body));
 	} else {
 		outbox_event("fault_failed", 0, subject, target, NULL, json_object_get(m->body));

@@ -79,7 +79,7 @@ exec_on_msg(struct worker *w, struct op_msg *m)
 	struct op_readings rd = {0};
 	sj->ops->check(sj, obs, &rd);
 	const struct op_reading *r = op_readings_find(&rd, invariant, entity);
-	if (r == NULL || r->state == OP_RD_HEALTHY) {
+	if ((r == NULL && op_obs_complete(obs)) || (r != NULL && r->state == OP_RD_HEALTHY)) {
 		json_object *fig = json_object_new_object();
 		if (r != NULL) {
 			json_object_object_add(fig, "value", json_object_new_double(r->value));

@@ -151,10 +151,11 @@ obs_poll_subject(struct worker *w, struct observer *o, struct op_subject *sj, in
 			obs_apply(w, o, sj->name, OBS_UNREACHABLE, "critical", OBS_UNREACHABLE_HOLD_MS,
 			    OBS_UNREACHABLE_CLEAR_MS, r, now);
 	}
-	/* A firing fingerprint with no reading in a good observation has healed
-	 * (a key that expired, say). */
+	/* A firing fingerprint with no reading in a complete observation has
+	 * healed (a key that expired, say); in a partial one nothing is known. */
 	for (struct obs_state *s = o->states; s; s = s->next) {
-		if (strcmp(s->subject, sj->name) != 0 || s->seen || !s->firing)
+		if (strcmp(s->subject, sj->name) != 0 || s->seen || !s->firing ||
+		    !op_obs_complete(obs))
 			continue;
 		const struct op_invariant_def *def = op_subject_invariant(sj, s->invariant);
 		struct op_reading r = {.invariant = s->invariant, .state = OP_RD_HEALTHY};

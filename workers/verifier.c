@@ -120,7 +120,7 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 			/* Not seeing the system is never evidence that it healed. */
 			json_object_object_add(j->last, "error", json_object_new_string(err));
 			j->healthy_since = 0;
-		} else if (r == NULL || r->state == OP_RD_HEALTHY) {
+		} else if ((r == NULL && op_obs_complete(obs)) || (r != NULL && r->state == OP_RD_HEALTHY)) {
 			j->healthy_checks++;
 			if (j->healthy_since == 0)
 				j->healthy_since = now;

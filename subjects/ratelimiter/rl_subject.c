@@ -378,6 +378,50 @@ rl_obs_node(json_object *obs, const char *id)
 
 /* The observer's own Redis view: PING for reachability and latency, TIME for
  * the clock every node also uses. Failure is a figure, not an error. */
+/* "http://127.0.0.1:8001/x" -> "127.0.0.1:8001" */
+static void
+rl_url_hostport(const char *url, char *out, size_t outlen)
+{
+	const char *p = strstr(url, "://");
+
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/");
+	snprintf(out, outlen, "%.*s", (int)n, p);
+}
+
+/* A node down before we ever saw it still has a stable name: the id its
+ * heartbeats registered for its address (rl:nodes:addr survives its death). */
+static void
+rl_learn_ids(struct rl_priv *p)
+{
+	int missing = 0;
+	redisReply *rep;
+	char err[128];
+
+	for (size_t i = 0; i < p->nnodes; i++)
+		missing |= p->node_ids[i][0] == '\0';
+	if (!missing || p->rc == NULL)
+		return;
+	rep = rl_redis_cmd(p->rc, err, sizeof(err), "HGETALL rl:nodes:addr");
+	if (rep == NULL)
+		return;
+	for (size_t k = 0; rep->type == REDIS_REPLY_ARRAY && k + 1 < rep->elements; k += 2) {
+		const char *id = rep->element[k]->str, *addr = rep->element[k + 1]->str;
+		const char *port = addr ? strrchr(addr, ':') : NULL;
+		for (size_t i = 0; id && port && i < p->nnodes; i++) {
+			char hp[256];
+			rl_url_hostport(p->nodes[i], hp, sizeof(hp));
+			const char *uport = strrchr(hp, ':');
+			/* a node bound to 0.0.0.0 registers that: match on the port then */
+			int same = strcmp(hp, addr) == 0 ||
+			    (uport && strcmp(uport, port) == 0 && strncmp(addr, "0.0.0.0:", 8) == 0);
+			if (same && p->node_ids[i][0] == '\0')
+				op_strlcpy(p->node_ids[i], id, RL_ID_MAX);
+		}
+	}
+	freeReplyObject(rep);
+}
+
 static int
 rl_obs_redis(struct rl_priv *p, json_object *obs)
 {
@@ -414,6 +458,8 @@ rl_obs_redis(struct rl_priv *p, json_object *obs)
 	}
 	if (rep)
 		freeReplyObject(rep);
+	if (now_ms >= 0)
+		rl_learn_ids(p);
 	if (now_ms < 0 && p->rc) {
 		/* a timed-out hiredis context is unusable: reconnect next time */
 		redisFree(p->rc);
@@ -619,6 +665,8 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 	json_object_put(m.index);
 	json_object_object_add(obs, "nodes", nodes);
 	json_object_object_add(obs, "keys", keys);
+	/* Only a full answer may stand for "this key is gone": see op_obs_complete. */
+	json_object_object_add(obs, "complete", json_object_new_boolean(ncounted == nn));
 	return answered;
 }
 
@@ -636,6 +684,8 @@ rl_observe(struct op_subject *s, json_object **out, char *err, size_t errlen)
 	op_json_set_int(obs, "at_ms", at);
 	op_json_set_str(obs, "at_source", redis_ok ? "redis" : p->have_off ? "estimate" : "local");
 	size_t answered = rl_obs_nodes(p, at, obs);
+	if (!redis_ok)
+		json_object_object_add(obs, "complete", json_object_new_boolean(0));
 	if (!redis_ok && answered == 0) {
 		json_object *r = op_json_obj(obs, "redis");
 		snprintf(err, errlen, "no rate-limiter component answers: redis: %s; %zu node(s) "
