@@ -17,6 +17,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -534,6 +537,77 @@ START_TEST(test_pd_down)
 END_TEST
 
 
+/* A "PD" that answers every request with 200 and a body that is not JSON. */
+static pid_t
+garbage_pd(int *port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+
+	ck_assert_int_ge(ls, 0);
+	ck_assert_int_eq(bind(ls, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(ls, 16), 0);
+	ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+		    "Content-Length: 19\r\nConnection: close\r\n\r\n{\"stores\": [garbage";
+		setpgid(0, 0);
+		for (;;) {
+			int c = accept(ls, NULL, NULL);
+			if (c < 0)
+				continue;
+			char req[4096];
+			if (read(c, req, sizeof(req)) > 0 && write(c, resp, sizeof(resp) - 1) < 0)
+				_exit(1);
+			close(c);
+		}
+	}
+	close(ls);
+	return pid;
+}
+
+/* PD answering garbage: pd_unreachable opens with a parse error, no worker
+ * crashes, nothing is resolved or acted on. */
+START_TEST(test_pd_garbage)
+{
+	char what[1024];
+
+	E->pdsim = garbage_pd(&E->pd_port);
+	start_operatord();
+	json_object *op = ev_wait("ticket_opened", "pd_unreachable", "pd", 0, 0);
+	T_CHECK(op != NULL, "no pd_unreachable ticket while PD answers garbage");
+	json_object_put(op);
+	json_object *o = opsend("observe", "tikv", NULL);
+	T_CHECK(o != NULL && !op_json_bool(op_json_obj(o, "pd"), "ok", 1),
+	    "observe should say PD is not ok");
+	const char *perr = op_json_str(op_json_obj(o, "pd"), "error", "");
+	T_CHECK(strstr(perr, "JSON") != NULL || strstr(perr, "parse") != NULL,
+	    "the PD error should say the answer did not parse: \"%s\"", perr);
+	json_object_put(o);
+	int64_t end = op_mono_ms() + 6 * T_POLL_INTERVAL_MS;
+	while (op_mono_ms() < end) {
+		T_CHECK(!any_closed_since(0, what, sizeof(what)), "with a garbage PD: %s", what);
+		op_sleep_ms(T_POLL_MS * 3);
+	}
+	json_object *st = opsend("status", NULL);
+	json_object *w = op_json_arr(st, "workers");
+	T_CHECK(w != NULL && json_object_array_length(w) == 5, "status without workers");
+	for (size_t i = 0; i < json_object_array_length(w); i++) {
+		json_object *x = json_object_array_get_idx(w, i);
+		T_CHECK(op_json_int(x, "restarts", -1) == 0 &&
+		    strcmp(op_json_str(x, "state", ""), "ready") == 0,
+		    "worker %s crashed on a garbage PD (restarts %lld, state %s)",
+		    op_json_str(x, "name", "?"), (long long)op_json_int(x, "restarts", -1),
+		    op_json_str(x, "state", "?"));
+	}
+	json_object_put(st);
+}
+END_TEST
+
 /* store_stall: SIGSTOP a store (ports open, nothing answers): the probe
  * times out, store_down opens; the TTL's SIGCONT brings it back live. */
 START_TEST(test_store_stall)
@@ -574,6 +648,11 @@ tikv_loop_suite(void)
 	tcase_add_unchecked_fixture(tc, env_setup, env_teardown);
 	tcase_set_timeout(tc, 240);
 	tcase_add_test(tc, test_store_stall);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pd_garbage");
+	tcase_add_unchecked_fixture(tc, env_setup, env_teardown);
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_pd_garbage);
 	suite_add_tcase(s, tc);
 	return s;
 }
