@@ -58,19 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local t=$1 what=$2; shift 2
-  local end=$((SECONDS + t))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $end ] && { echo "timed out waiting for $what" >&2; return 1; }
-    sleep 0.2
-  done
-}
-
-say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-pause() { [ $AUTO -eq 1 ] || read -r -p "   [Enter] to continue " _; }
-
-say "Starting pdsim ($STORES TiKV store processes, $REGIONS regions, 3 replicas) and operatord in $WORK"
+op_say "Starting pdsim ($STORES TiKV store processes, $REGIONS regions, 3 replicas) and operatord in $WORK"
 # Fast timings so the demo runs in seconds: raft elects after 1 s without a
 # heartbeat, PD calls a store Disconnected after 3 s (real PD: 20 s) and Down
 # after 60 s; PD's own balance-leader moves one leader per second.
@@ -78,10 +66,10 @@ say "Starting pdsim ($STORES TiKV store processes, $REGIONS regions, 3 replicas)
   --stores "$STORES" --regions "$REGIONS" --election-ms 1000 --disconnect-ms 3000 \
   --down-ms 60000 --balance-interval-ms 1000 2>"$WORK/pdsim.log" &
 PDSIM_PID=$!
-wait_for 20 "pdsim" test -s "$WORK/pd.port"
+op_wait_for 20 "pdsim" test -s "$WORK/pd.port"
 PD="http://127.0.0.1:$(cat "$WORK/pd.port")"
 all_up() { [ "$(curl -sf "$PD/pdsim/stores" | jq '[.stores[] | select(.running and .state_name=="Up")] | length')" = "$STORES" ]; }
-wait_for 30 "every store up" all_up
+op_wait_for 30 "every store up" all_up
 echo "   PD at $PD"
 
 cat >"$WORK/operatord.conf" <<CONF
@@ -99,8 +87,7 @@ CONF
 "$OPERATORD" --config "$WORK/operatord.conf" 2>"$WORK/operatord.log" &
 PIDS+=($!)
 export OPERATORD_RUNTIME_DIR=$WORK/run
-all_ready() { [ "$("$OPSEND" --json status | jq '[.workers[] | select(.state=="ready")] | length')" = 5 ]; }
-wait_for 20 "operatord workers" all_ready
+op_wait_for 20 "operatord workers" op_workers_ready "$OPSEND"
 "$OPSEND" status
 
 show_cluster() {
@@ -110,21 +97,15 @@ show_cluster() {
 }
 healthy() { "$OPSEND" --json observe tikv |
   jq -e '.pd.ok and ([.stores[] | select(.live)] | length) == '"$STORES"' and .regions.leaderless == 0'; }
-wait_for 30 "a healthy cluster" healthy
-say "The cluster as operatord observes it (PD plus a direct probe of every store's status address)"
+op_wait_for 30 "a healthy cluster" healthy
+op_say "The cluster as operatord observes it (PD plus a direct probe of every store's status address)"
 show_cluster
-pause
+op_pause
 
 # Show the loop as it happens: the event stream, without the worker chatter.
 "$OPTAIL" --follow 2>/dev/null | grep --line-buffered -vE 'worker_started|daemon_started' \
   | sed -u 's/^/   | /' &
 PIDS+=($!)
-
-to_ms() { # RFC 3339 with milliseconds -> epoch ms, or "null"
-  local t=$1; [ "$t" = null ] || [ -z "$t" ] && { echo null; return; }
-  local f=${t##*.}; f=${f%Z}
-  echo $(( $(date -u -d "${t%.*}Z" +%s) * 1000 + 10#$f ))
-}
 
 # wait_ticket INVARIANT ENTITY AFTER_SEQ: waits for the ticket to close;
 # prints its final status.
@@ -146,9 +127,9 @@ FAILED=0
 report() {
   local label=$1 inv=$2 ent=$3 t0=$4 after=$5 status=$6 ev open_ms done_ms
   ev=$("$OPTAIL" --json)
-  open_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg e "$ent" --argjson a "$after" \
+  open_ms=$(op_to_ms "$(jq -rs --arg i "$inv" --arg e "$ent" --argjson a "$after" \
     '[.[] | select(.seq > $a and (.type=="ticket_opened" or .type=="ticket_reopened") and .invariant==$i and .entity==$e)] | first | .ts' <<<"$ev")")
-  done_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg e "$ent" --argjson a "$after" \
+  done_ms=$(op_to_ms "$(jq -rs --arg i "$inv" --arg e "$ent" --argjson a "$after" \
     '[.[] | select(.seq > $a and .type=="ticket_resolved" and .invariant==$i and .entity==$e)] | first | .ts' <<<"$ev")")
   if [ "$status" = resolved ] && [ "$open_ms" != null ] && [ "$done_ms" != null ]; then
     RESULTS+=("$(awk -v l="$label" -v d=$((open_ms - t0)) -v x=$((done_ms - t0)) \
@@ -162,7 +143,7 @@ report() {
 
 last_seq() { "$OPTAIL" --json | jq -s 'map(.seq) | max // 0'; }
 
-say "Chapter 1: node loss. SIGKILL the TiKV store with the most leaders (pdsim restarts it after $KILL_TTL)."
+op_say "Chapter 1: node loss. SIGKILL the TiKV store with the most leaders (pdsim restarts it after $KILL_TTL)."
 SEQ0=$(last_seq)
 INJ=$("$OPSEND" --json chaos inject node_kill "ttl=$KILL_TTL")
 VICTIM=$(jq -r '.target' <<<"$INJ")
@@ -170,7 +151,7 @@ T_KILL=$(jq -r '.started_at' <<<"$INJ")
 echo "   killed store $VICTIM"
 ST=$(wait_ticket store_down "$VICTIM" "$SEQ0")
 sleep 1
-say "What operatord did (diagnosis, operators, verification figures)"
+op_say "What operatord did (diagnosis, operators, verification figures)"
 "$OPTAIL" --json | jq -r --argjson a "$SEQ0" '
   select(.seq > $a) |
   if .type == "diagnosis" then "   diagnosis: \(.data.diagnosis.primary_diagnosis // .data.primary_diagnosis // "" | .[0:300])"
@@ -179,19 +160,19 @@ say "What operatord did (diagnosis, operators, verification figures)"
   else empty end' 2>/dev/null || true
 show_cluster
 report "node_kill -> store_down" store_down "$VICTIM" "$T_KILL" "$SEQ0" "$ST"
-pause
+op_pause
 
-say "Chapter 2: rejoin. The store comes back with no leaders; PD would take minutes to move them back."
+op_say "Chapter 2: rejoin. The store comes back with no leaders; PD would take minutes to move them back."
 SEQ1=$(last_seq)
 back() { "$OPSEND" --json observe tikv | jq -e --arg v "$VICTIM" '.stores[] | select((.id|tostring)==$v) | .live'; }
-wait_for 90 "store $VICTIM to return" back
+op_wait_for 90 "store $VICTIM to return" back
 T_BACK=$(date +%s%3N)
 show_cluster
 ST2=$(wait_ticket leader_imbalance cluster "$SEQ1")
 show_cluster
 report "rejoin -> leader_imbalance" leader_imbalance cluster "$T_BACK" "$SEQ1" "$ST2"
 
-say "Results"
+op_say "Results"
 printf '   %s\n' "${RESULTS[@]}"
 "$OPSEND" tickets
 exit $FAILED

@@ -56,23 +56,11 @@ free_port() {
   echo "no free port" >&2; exit 1
 }
 
-wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
-  local t=$1 what=$2; shift 2
-  local end=$((SECONDS + t))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -ge $end ] && { echo "timed out waiting for $what" >&2; return 1; }
-    sleep 0.2
-  done
-}
-
-say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
-pause() { [ $AUTO -eq 1 ] || read -r -p "   [Enter] to continue " _; }
-
-say "Starting Redis, three rate-limiter nodes, load and operatord in $WORK"
+op_say "Starting Redis, three rate-limiter nodes, load and operatord in $WORK"
 REDIS_PORT=$(free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
   --logfile "$WORK/redis.log" --daemonize yes --pidfile "$WORK/redis.pid"
-wait_for 10 "redis" test -s "$WORK/redis.pid"
+op_wait_for 10 "redis" test -s "$WORK/redis.pid"
 REDIS_PID=$(cat "$WORK/redis.pid")
 NODES=()
 for i in 1 2 3; do
@@ -81,7 +69,7 @@ for i in 1 2 3; do
       --node-id "demo-n$i" --window 10s >>"$WORK/rlnode-$i.log" 2>&1) &
   PIDS+=($!)
   NODES+=("http://127.0.0.1:$port")
-  wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
+  op_wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
 done
 NODE_LIST=$(IFS=,; echo "${NODES[*]}")
 # The load keys: "drift" gets a high limit, "ghost" a modest one.
@@ -104,8 +92,7 @@ CONF
 "$OPERATORD" --config "$WORK/operatord.conf" 2>"$WORK/operatord.log" &
 PIDS+=($!)
 export OPERATORD_RUNTIME_DIR=$WORK/run
-all_ready() { [ "$("$OPSEND" --json status | jq '[.workers[] | select(.state=="ready")] | length')" = 5 ]; }
-wait_for 20 "operatord workers" all_ready
+op_wait_for 20 "operatord workers" op_workers_ready "$OPSEND"
 "$OPSEND" status
 
 "$RLLOAD" --targets "$NODE_LIST" --rps 60 --duration 0 --keys drift,ghost --quiet \
@@ -115,18 +102,12 @@ PIDS+=($!)
 # Drift is only judged once every node has a full window of history.
 covered() { "$OPSEND" --json observe ratelimiter |
   jq -e '[.keys[] | select(.key=="drift" or .key=="ghost") | .covers_window] | length == 2 and all'; }
-wait_for 60 "a full window of traffic" covered
+op_wait_for 60 "a full window of traffic" covered
 
 # Show the loop as it happens: the event stream, without the worker chatter.
 "$OPTAIL" --follow 2>/dev/null | grep --line-buffered -vE 'worker_started|daemon_started' \
   | sed -u 's/^/   | /' &
 PIDS+=($!)
-
-to_ms() { # RFC 3339 with milliseconds -> epoch ms, or "null"
-  local t=$1; [ "$t" = null ] || [ -z "$t" ] && { echo null; return; }
-  local f=${t##*.}; f=${f%Z}
-  echo $(( $(date -u -d "${t%.*}Z" +%s) * 1000 + 10#$f ))
-}
 
 # run_loop NAME FAULT INVARIANT KEY [PARAMS...]: inject, wait for the
 # ticket to close, print time to detect and time to verified fix.
@@ -134,7 +115,7 @@ RESULTS=()
 FAILED=0
 run_loop() {
   local title=$1 fault=$2 inv=$3 key=$4; shift 4
-  say "$title"
+  op_say "$title"
   "$OPSEND" chaos inject "$fault" "key=$key" "$@" >/dev/null
   local status="" end=$((SECONDS + LOOP_TIMEOUT_S))
   while [ $SECONDS -lt $end ]; do
@@ -146,8 +127,8 @@ run_loop() {
   local ev; ev=$("$OPTAIL" --json)
   local t_fault open_ms done_ms
   t_fault=$(jq -s --arg f "$fault" '[.[] | select(.type=="fault_injected" and .data.fault==$f)] | last | .data.started_at' <<<"$ev")
-  open_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_opened" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
-  done_ms=$(to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_resolved" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
+  open_ms=$(op_to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_opened" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
+  done_ms=$(op_to_ms "$(jq -rs --arg i "$inv" --arg k "$key" '[.[] | select(.type=="ticket_resolved" and .invariant==$i and .entity==$k)] | last | .ts' <<<"$ev")")
   if [ "$status" = resolved ] && [ "$open_ms" != null ] && [ "$done_ms" != null ]; then
     RESULTS+=("$(awk -v f="$fault" -v d=$((open_ms - t_fault)) -v x=$((done_ms - t_fault)) \
       'BEGIN { printf "%-16s detected in %5.1f s   verified fix in %5.1f s", f, d / 1000, x / 1000 }')")
@@ -156,7 +137,7 @@ run_loop() {
     FAILED=1
   fi
   echo "${RESULTS[-1]}"
-  pause
+  op_pause
 }
 
 run_loop "Chapter 1: counter drift. A Redis write stall during traffic makes the nodes' timed-out increments retry and double count." \
@@ -164,7 +145,7 @@ run_loop "Chapter 1: counter drift. A Redis write stall during traffic makes the
 run_loop "Chapter 2: ghost allowing. A node misses a limit change (its subscription is cut) and keeps allowing a key whose limit is now 0." \
   ghost_allowing ghost_allowing ghost ttl=60s
 
-say "Results"
+op_say "Results"
 printf '   %s\n' "${RESULTS[@]}"
 "$OPSEND" tickets
 exit $FAILED

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages operatord needs to build, test and
-# demo, when they are missing. Sourced by test.sh and demo.sh.
+# Sourced by test.sh and the demos: installs the Debian bookworm packages
+# operatord needs to build, test and demo when they are missing, builds, and
+# holds the small helpers the demos share.
 OP_DEB_PACKAGES="meson ninja-build pkg-config gcc libnng-dev libmsgpack-dev
   libcurl4-openssl-dev libevent-dev libjson-c-dev libsqlite3-dev libhiredis-dev
   libinih-dev libsystemd-dev check redis-server jq curl procps"
@@ -27,4 +28,44 @@ op_build() {
     meson setup "$dir" -Dwerror=true "$@" >/dev/null
   fi
   ninja -C "$dir"
+}
+
+# ---- helpers shared by the demos ----
+
+# op_wait_for SECONDS DESCRIPTION COMMAND...: polls a condition (never a bare sleep).
+op_wait_for() {
+  local t=$1 what=$2; shift 2
+  local end=$((SECONDS + t))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -ge $end ] && { echo "timed out waiting for $what" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+op_say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+# op_pause: waits for Enter unless AUTO=1 (no terminal, or --auto).
+op_pause() { [ "${AUTO:-1}" -eq 1 ] || read -r -p "   [Enter] to continue " _; }
+
+# op_to_ms RFC3339: epoch milliseconds, or "null".
+op_to_ms() {
+  local t=$1; [ "$t" = null ] || [ -z "$t" ] && { echo null; return; }
+  local f=${t##*.}; f=${f%Z}
+  echo $(( $(date -u -d "${t%.*}Z" +%s) * 1000 + 10#$f ))
+}
+
+# op_workers_ready OPSEND: true when all five workers report ready.
+op_workers_ready() {
+  [ "$("$1" --json status | jq '[.workers[] | select(.state=="ready")] | length')" = 5 ]
+}
+
+# op_stop_pids PID...: SIGTERM, up to 10 s for a clean stop (operatord undoes
+# its faults), then SIGKILL.
+op_stop_pids() {
+  local p alive
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 100); do
+    alive=0; for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break; sleep 0.1
+  done
+  for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
 }

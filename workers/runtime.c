@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "protocol/bus.h"
+#include "workers/llm.h"
 #include "workers/worker.h"
 
 static const struct worker_role *const worker_roles[] = {
@@ -119,7 +120,6 @@ int
 worker_check_config(const struct op_config *cfg, char *err, size_t errlen)
 {
 	int64_t ms;
-	const char *b;
 
 	if (op_config_duration(cfg, "operatord", "poll_interval", WK_POLL_MS, &ms, err, errlen) != 0)
 		return -1;
@@ -127,11 +127,10 @@ worker_check_config(const struct op_config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "[operatord] poll_interval must be at least 100ms");
 		return -1;
 	}
-	b = op_config_get(cfg, "diagnoser", "backend");
-	if (b != NULL && strcmp(b, "rules") != 0) {
-		snprintf(err, errlen, "[diagnoser] backend: \"%s\" is not available (rules)", b);
+	/* [diagnoser]: backend, model, base_url, key (env var or 0600 file), limits. */
+	struct llm_conf lc;
+	if (llm_conf_load(cfg, &lc, err, errlen) != 0)
 		return -1;
-	}
 	return 0;
 }
 
