@@ -92,7 +92,11 @@ worker_on_lifeline(evutil_socket_t fd, short ev, void *arg)
 
 	(void)ev;
 	if (read(fd, buf, sizeof(buf)) <= 0) {
+		/* The supervisor died (even by SIGKILL): leave nothing behind, as on
+		 * SIGTERM; chaos undoes its faults here. */
 		log_info("supervisor gone; exiting");
+		if (w->role->on_term && !w->stopping)
+			w->role->on_term(w);
 		worker_stop(w);
 	}
 }
