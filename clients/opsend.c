@@ -20,10 +20,96 @@ usage(void)
 	    "  events [SINCE [LIMIT]] | observe SUBJECT\n"
 	    "  mode [observe|approve|execute] | kill-switch [on|off]\n"
 	    "  approve ACTION_ID | reject ACTION_ID [--reason TEXT]\n"
+	    "  hold ID | unhold ID | ack ID | resolve ID [--reason TEXT]\n"
+	    "  ticket show ID --postmortem | postmortem ID\n"
+	    "  act TICKET ACTION [key=value ...] [then ACTION [key=value ...]] ... [--in DURATION]\n"
+	    "  level [ACTION [shadow|approve|execute [SUBJECT]]]\n"
 	    "  chaos inject FAULT [key=value ...] | chaos list\n"
 	    "  restart WORKER | reload | shutdown\n"
 	    "The runtime directory defaults to $OPERATORD_RUNTIME_DIR or " CLIENT_DEFAULT_RUNTIME ".\n");
 	exit(CLIENT_EXIT_USAGE);
+}
+
+static void
+print_safety(json_object *sf)
+{
+	json_object *b = op_json_arr(sf, "budgets"), *lim = op_json_obj(sf, "limits");
+	json_object *dz = op_json_obj(sf, "destructive_today"), *lv = op_json_arr(sf, "levels");
+
+	if (sf == NULL)
+		return;
+	printf("budgets: per action %lld/%llds, per subject %lld/%llds (0 = unlimited)\n",
+	    (long long)op_json_int(lim, "per_action", 0),
+	    (long long)op_json_int(lim, "per_action_period_s", 0),
+	    (long long)op_json_int(lim, "per_subject", 0),
+	    (long long)op_json_int(lim, "per_subject_period_s", 0));
+	for (size_t i = 0; b && i < json_object_array_length(b); i++) {
+		json_object *x = json_object_array_get_idx(b, i);
+		printf("  %-40s %.2f of %lld left\n", op_json_str(x, "scope", ""),
+		    op_json_double(x, "left", 0), (long long)op_json_int(x, "capacity", 0));
+	}
+	if (op_json_int(dz, "cap", 0) > 0)
+		printf("destructive actions today: %lld of %lld (%lld left)\n",
+		    (long long)op_json_int(dz, "used", 0), (long long)op_json_int(dz, "cap", 0),
+		    (long long)op_json_int(dz, "left", 0));
+	else
+		printf("destructive actions today: %lld (no cap)\n", (long long)op_json_int(dz, "used", 0));
+	for (size_t i = 0; lv && i < json_object_array_length(lv); i++) {
+		json_object *x = json_object_array_get_idx(lv, i);
+		printf("level %s/%s: %s (%lld verified, %lld failed)\n", op_json_str(x, "subject", "*"),
+		    op_json_str(x, "action", ""), op_json_str(x, "level", ""),
+		    (long long)op_json_int(x, "successes", 0), (long long)op_json_int(x, "failures", 0));
+	}
+	json_object *p = op_json_arr(sf, "pending");
+	for (size_t i = 0; p && i < json_object_array_length(p); i++) {
+		json_object *x = json_object_array_get_idx(p, i);
+		printf("%s%s=%lld", i ? ", " : "actions: ", op_json_str(x, "status", ""),
+		    (long long)op_json_int(x, "count", 0));
+	}
+	if (p && json_object_array_length(p) > 0)
+		printf("\n");
+}
+
+static void
+print_postmortem(json_object *pm)
+{
+	json_object *t = op_json_obj(pm, "ticket"), *tl = op_json_arr(pm, "timeline");
+	json_object *fig = op_json_obj(pm, "figures"), *bud = op_json_obj(pm, "budgets");
+
+	printf("POSTMORTEM ticket %lld: %s %s/%s (%s)\n", (long long)op_json_int(t, "id", 0),
+	    op_json_str(t, "invariant", ""), op_json_str(t, "subject", ""),
+	    op_json_str(t, "entity", ""), op_json_str(t, "status", ""));
+	if (op_json_str(t, "reason", NULL))
+		printf("outcome: %s\n", op_json_str(t, "reason", ""));
+	printf("\nTIMELINE\n");
+	for (size_t i = 0; tl && i < json_object_array_length(tl); i++) {
+		json_object *e = json_object_array_get_idx(tl, i);
+		char dur[32] = "";
+		if (op_json_int(e, "duration_ms", -1) >= 0)
+			snprintf(dur, sizeof(dur), " (%lld ms)", (long long)op_json_int(e, "duration_ms", 0));
+		printf("  +%8.1fs %s %-12s %-24s %s%s\n", (double)op_json_int(e, "t_plus_ms", 0) / 1000.0,
+		    op_json_str(e, "ts", ""), op_json_str(e, "phase", ""), op_json_str(e, "type", ""),
+		    op_json_str(e, "what", ""), dur);
+	}
+	printf("\nFIGURES\n");
+	if (fig) {
+		json_object_object_foreach(fig, k, v)
+			printf("  %-26s %lld ms\n", k, (long long)json_object_get_int64(v));
+	}
+	printf("\nEVIDENCE\n%s\n", json_object_to_json_string_ext(op_json_obj(pm, "evidence"),
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	printf("\nBUDGETS USED\n");
+	json_object *u = op_json_arr(bud, "used");
+	for (size_t i = 0; u && i < json_object_array_length(u); i++) {
+		json_object *x = json_object_array_get_idx(u, i);
+		printf("  action %lld %s (risk %s, %lld attempt(s)) left after: %s\n",
+		    (long long)op_json_int(x, "action_id", 0), op_json_str(x, "action", ""),
+		    op_json_str(x, "risk", ""), (long long)op_json_int(x, "attempts", 0),
+		    json_object_to_json_string_ext(op_json_obj(x, "left_after"), JSON_C_TO_STRING_PLAIN));
+	}
+	if (u == NULL || json_object_array_length(u) == 0)
+		printf("  none: no action ran\n");
+	print_safety(op_json_obj(bud, "now"));
 }
 
 static void
@@ -49,6 +135,7 @@ print_status(json_object *s)
 		    (long long)op_json_int(t, "count", 0));
 	}
 	printf("\n");
+	print_safety(op_json_obj(s, "safety"));
 }
 
 static void
@@ -132,6 +219,8 @@ main(int argc, char **argv)
 		print_status(res);
 	else if (!strcmp(cmd, "tickets") && json_object_is_type(res, json_type_array))
 		print_tickets(res);
+	else if ((!strcmp(cmd, "postmortem") || !strcmp(cmd, "ticket")) && op_json_arr(res, "timeline"))
+		print_postmortem(res);
 	else if (json_object_is_type(res, json_type_string))
 		printf("%s\n", json_object_get_string(res));
 	else

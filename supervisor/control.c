@@ -230,6 +230,7 @@ control_status(void)
 	    "SELECT status, COUNT(*) AS count FROM tickets GROUP BY status", ""));
 	json_object_object_add(s, "last_seq", json_object_new_int64(ledger_scalar(od->ledger, 0,
 	    "SELECT MAX(seq) FROM events", "")));
+	json_object_object_add(s, "safety", policy_status());
 	return s;
 }
 
@@ -264,7 +265,7 @@ parse_id(const char *s, int64_t *id, char *err, size_t errlen)
 static void
 control_set_setting(const char *key, const char *value, const char *evtype, json_object *data)
 {
-	ledger_begin(od->ledger);
+	outbox_begin();
 	ledger_set_setting(od->ledger, key, value);
 	outbox_event(evtype, 0, NULL, NULL, NULL, data);
 	dispatch_settings_changed();
@@ -291,6 +292,54 @@ control_chaos_params(json_object *args, size_t from, char *err, size_t errlen)
 	return params;
 }
 
+/* act TICKET ACTION [k=v ...] [then ACTION [k=v ...]] ... [--in DURATION]:
+ * an operator's workflow (a single step is a plain action; --in schedules it). */
+static json_object *
+control_steps(json_object *args, int64_t *not_before, char *err, size_t errlen)
+{
+	json_object *steps = json_object_new_array(), *cur = NULL;
+
+	for (size_t i = 1; arg(args, i) != NULL; i++) {
+		const char *w = arg(args, i);
+		if (!strcmp(w, "--in") || !strcmp(w, "--not-before")) {
+			int64_t ms;
+			if (arg(args, i + 1) == NULL || op_parse_duration(arg(args, i + 1), &ms) != 0) {
+				snprintf(err, errlen, "%s needs a duration (30s, 5m)", w);
+				goto bad;
+			}
+			*not_before = op_wall_ms() + ms;
+			i++;
+		} else if (!strcmp(w, "then")) {
+			cur = NULL;
+		} else if (strchr(w, '=') != NULL) {
+			const char *eq = strchr(w, '=');
+			char key[64];
+			if (cur == NULL || eq == w) {
+				snprintf(err, errlen, "parameter \"%s\" without an action before it", w);
+				goto bad;
+			}
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - w), w);
+			json_object_object_add(op_json_obj(cur, "params"), key, json_object_new_string(eq + 1));
+		} else {
+			if (cur != NULL) {
+				snprintf(err, errlen, "\"%s\": separate steps with \"then\"", w);
+				goto bad;
+			}
+			cur = json_object_new_object();
+			json_object_object_add(cur, "action", json_object_new_string(w));
+			json_object_object_add(cur, "params", json_object_new_object());
+			json_object_object_add(cur, "reason", json_object_new_string("requested by an operator"));
+			json_object_array_add(steps, cur);
+		}
+	}
+	if (json_object_array_length(steps) > 0)
+		return steps;
+	snprintf(err, errlen, "usage: act TICKET ACTION [key=value ...] [then ACTION ...] [--in DURATION]");
+bad:
+	json_object_put(steps);
+	return NULL;
+}
+
 static void
 control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object *args)
 {
@@ -299,7 +348,8 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 	int64_t n;
 	int uid = c->uid;
 	static const char *const mutating[] = {"mode", "kill-switch", "approve", "reject",
-		"chaos", "diagnose", "reload", "shutdown", "restart"};
+		"chaos", "diagnose", "reload", "shutdown", "restart", "hold", "unhold", "ack",
+		"resolve", "act", "level"};
 
 	for (size_t i = 0; i < OP_ARRAY_LEN(mutating); i++)
 		if (!strcmp(cmd, mutating[i]) && !control_may_mutate(uid)) {
@@ -317,9 +367,64 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 			    " ORDER BY id DESC", "");
 		else
 			res = ledger_rows(od->ledger, "SELECT * FROM tickets ORDER BY id DESC LIMIT 500", "");
-	} else if (!strcmp(cmd, "ticket")) {
-		if (parse_id(arg(args, 0), &n, err, sizeof(err)) == 0 && (res = control_ticket(n)) == NULL)
+	} else if (!strcmp(cmd, "ticket") || !strcmp(cmd, "postmortem")) {
+		int pm = !strcmp(cmd, "postmortem") || (arg(args, 1) && !strcmp(arg(args, 1), "--postmortem"));
+		if (arg(args, 0) && !strcmp(arg(args, 0), "--postmortem")) {
+			pm = 1;
+			json_object_array_del_idx(args, 0, 1);
+		}
+		if (parse_id(arg(args, 0), &n, err, sizeof(err)) == 0 &&
+		    (res = pm ? postmortem_build(n) : control_ticket(n)) == NULL)
 			snprintf(err, sizeof(err), "no ticket %lld", (long long)n);
+	} else if (!strcmp(cmd, "hold") || !strcmp(cmd, "unhold") || !strcmp(cmd, "ack") ||
+	    !strcmp(cmd, "resolve")) {
+		char who[64];
+		snprintf(who, sizeof(who), "uid:%d", uid);
+		if (parse_id(arg(args, 0), &n, err, sizeof(err)) == 0) {
+			outbox_begin();
+			int rc = !strcmp(cmd, "ack") ? dispatch_ack(n, who, err, sizeof(err))
+			    : !strcmp(cmd, "resolve") ? dispatch_resolve(n, who, arg(args, 1), err, sizeof(err))
+			    : dispatch_hold(n, !strcmp(cmd, "hold"), who, err, sizeof(err));
+			if (rc == 0) {
+				outbox_commit();
+				res = control_ticket(n);
+			} else {
+				outbox_abort();
+			}
+		}
+	} else if (!strcmp(cmd, "act")) {
+		char who[64];
+		int64_t nb = 0;
+		snprintf(who, sizeof(who), "uid:%d", uid);
+		json_object *steps = control_steps(args, &nb, err, sizeof(err));
+		if (steps != NULL && parse_id(arg(args, 0), &n, err, sizeof(err)) == 0) {
+			outbox_begin();
+			if (dispatch_submit(n, steps, nb, who, err, sizeof(err)) == 0) {
+				outbox_commit();
+				res = ledger_rows(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+				    " requested_by IS NOT NULL ORDER BY step", "i", n);
+			} else {
+				outbox_abort();
+			}
+		}
+		json_object_put(steps);
+	} else if (!strcmp(cmd, "level")) {
+		const char *a = arg(args, 0), *lv = arg(args, 1), *subj = arg(args, 2);
+		char who[64];
+		snprintf(who, sizeof(who), "uid:%d", uid);
+		if (a == NULL) {
+			res = policy_status();
+		} else if (lv == NULL) {
+			res = json_object_new_string(policy_level(subj ? subj : "*", a));
+		} else {
+			outbox_begin();
+			if (dispatch_set_level(subj ? subj : "*", a, lv, who, err, sizeof(err)) == 0) {
+				outbox_commit();
+				res = json_object_new_string(lv);
+			} else {
+				outbox_abort();
+			}
+		}
 	} else if (!strcmp(cmd, "actions")) {
 		res = ledger_rows(od->ledger, "SELECT * FROM actions ORDER BY id DESC LIMIT 500", "");
 	} else if (!strcmp(cmd, "faults")) {
@@ -365,7 +470,7 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 		char who[64];
 		snprintf(who, sizeof(who), "uid:%d", uid);
 		if (parse_id(arg(args, 0), &n, err, sizeof(err)) == 0) {
-			ledger_begin(od->ledger);
+			outbox_begin();
 			int rc = !strcmp(cmd, "approve") ? dispatch_approve(n, who, err, sizeof(err))
 			    : dispatch_reject(n, who, arg(args, 1), err, sizeof(err));
 			if (rc == 0) {
@@ -420,8 +525,8 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 		return;
 	} else {
 		snprintf(err, sizeof(err), "unknown command \"%s\"; try: status workers tickets ticket "
-		    "actions events faults mode kill-switch approve reject chaos observe restart "
-		    "reload shutdown", cmd);
+		    "postmortem actions events faults mode kill-switch approve reject hold unhold ack "
+		    "resolve act level chaos observe restart reload shutdown", cmd);
 	}
 	if (err[0] != '\0') {
 		json_object_put(res);

@@ -1,9 +1,13 @@
-/* dispatch: the ticket state machine of DESIGN §4. Every input from a worker
- * or a control client is handled inside one ledger transaction; what it sends
- * goes out through the outbox only after the commit. */
+/* dispatch: the ticket state machine of DESIGN §4 and the acting-safely rules
+ * of §7. Every input from a worker, a control client or the timer is handled
+ * inside one ledger transaction; what it sends goes out through the outbox
+ * only after the commit. Everything that waits (an approval, a retry, a
+ * schedule, the next step of a workflow) waits in a ledger row, so a restart
+ * resumes it and never runs an action twice. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/jsonutil.h"
 #include "common/log.h"
@@ -11,35 +15,41 @@
 #include "subjects/subject.h"
 #include "supervisor/od.h"
 
-#define T_COLS "id,fingerprint,subject,invariant,entity,status,severity,message,evidence," \
-	"opened_at,updated_at,closed_at,occurrences,flaps,attempts,held,acked,reason"
-#define A_COLS "id,ticket_id,step,subject,name,params,reason,risk,status,created_at," \
-	"not_before,dispatched_at,finished_at,result,error,decided_by,needs_approval,approval_reason"
+/* Action states that still wait for something; a closing ticket cancels them. */
+#define A_WAITING "('proposed','awaiting_approval','pending','retry_wait','scheduled')"
 
 static void dispatch_advance(json_object *t);
 static void dispatch_start_diagnosis(json_object *t);
+static void send_verify(json_object *t, json_object *a, int64_t executed_at);
 
 static json_object *
 ticket_get(int64_t id)
 {
-	return ledger_row(od->ledger, "SELECT " T_COLS " FROM tickets WHERE id=?1", "i", id);
+	return ledger_row(od->ledger, "SELECT * FROM tickets WHERE id=?1", "i", id);
 }
 
 static json_object *
 ticket_live(const char *fp)
 {
 	return ledger_row(od->ledger,
-	    "SELECT " T_COLS " FROM tickets WHERE fingerprint=?1 AND closed_at IS NULL", "s", fp);
+	    "SELECT * FROM tickets WHERE fingerprint=?1 AND closed_at IS NULL", "s", fp);
 }
 
 static json_object *
 action_get(int64_t id)
 {
-	return ledger_row(od->ledger, "SELECT " A_COLS " FROM actions WHERE id=?1", "i", id);
+	return ledger_row(od->ledger, "SELECT * FROM actions WHERE id=?1", "i", id);
 }
 
 #define T_ID(t) op_json_int((t), "id", 0)
 #define T_STR(t, k) op_json_str((t), (k), "")
+#define A_ID(a) op_json_int((a), "id", 0)
+
+static int
+ticket_closed(json_object *t)
+{
+	return op_json_int(t, "closed_at", 0) > 0;
+}
 
 static void
 ticket_set_status(json_object *t, const char *status, const char *reason)
@@ -53,6 +63,8 @@ ticket_set_status(json_object *t, const char *status, const char *reason)
 	    " closed_at=CASE WHEN ?4 THEN ?2 ELSE NULL END WHERE id=?5",
 	    "sisii", status, now, reason, (int64_t)closed, T_ID(t));
 	json_object_object_add(t, "status", json_object_new_string(status));
+	if (closed)
+		json_object_object_add(t, "closed_at", json_object_new_int64(now));
 }
 
 static void
@@ -62,14 +74,73 @@ ticket_event(json_object *t, const char *type, json_object *data)
 	    T_STR(t, "invariant"), data);
 }
 
+/* The part of an event every action transition carries. */
+static json_object *
+action_data(json_object *a)
+{
+	json_object *d = json_object_new_object();
+
+	json_object_object_add(d, "action_id", json_object_new_int64(A_ID(a)));
+	json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
+	json_object_object_add(d, "params", json_object_get(op_json_obj(a, "params")));
+	json_object_object_add(d, "step", json_object_new_int64(op_json_int(a, "step", 0)));
+	if (op_json_int(a, "workflow", 0) > 0)
+		json_object_object_add(d, "workflow", json_object_new_int64(op_json_int(a, "workflow", 0)));
+	return d;
+}
+
+static void
+action_event(json_object *t, json_object *a, const char *type, const char *reason,
+    json_object *extra)
+{
+	json_object *d = action_data(a);
+
+	if (reason != NULL)
+		json_object_object_add(d, "reason", json_object_new_string(reason));
+	if (extra != NULL) {
+		json_object_object_foreach(extra, k, v)
+			json_object_object_add(d, k, json_object_get(v));
+		json_object_put(extra);
+	}
+	ticket_event(t, type, d);
+}
+
+static void
+action_set_status(json_object *a, const char *status, const char *error)
+{
+	int final = strcmp(status, "proposed") && strcmp(status, "awaiting_approval") &&
+	    strcmp(status, "pending") && strcmp(status, "retry_wait") && strcmp(status, "scheduled") &&
+	    strcmp(status, "dispatched");
+
+	ledger_exec(od->ledger, "UPDATE actions SET status=?1, error=COALESCE(?2, error),"
+	    " finished_at=CASE WHEN ?3 THEN ?4 ELSE finished_at END WHERE id=?5", "ssiii", status,
+	    error, (int64_t)final, op_wall_ms(), A_ID(a));
+	json_object_object_add(a, "status", json_object_new_string(status));
+}
+
+/* Cancels what is left of a ticket's plan (or of one workflow when wf > 0). */
+static int64_t
+cancel_waiting(json_object *t, int64_t wf, const char *why)
+{
+	int64_t n = ledger_scalar(od->ledger, 0, "SELECT COUNT(*) FROM actions WHERE ticket_id=?1"
+	    " AND status IN " A_WAITING " AND (?2=0 OR workflow=?2)", "ii", T_ID(t), wf);
+
+	ledger_exec(od->ledger, "UPDATE actions SET status='cancelled', finished_at=?1,"
+	    " error=COALESCE(error, ?2) WHERE ticket_id=?3 AND status IN " A_WAITING
+	    " AND (?4=0 OR workflow=?4)", "isii", op_wall_ms(), why, T_ID(t), wf);
+	return n;
+}
+
 static void
 dispatch_escalate(json_object *t, const char *reason)
 {
 	json_object *d = json_object_new_object();
 
+	cancel_waiting(t, 0, reason);
 	ticket_set_status(t, "escalated", reason);
 	json_object_object_add(d, "reason", json_object_new_string(reason));
 	json_object_object_add(d, "attempts", json_object_new_int64(op_json_int(t, "attempts", 0)));
+	json_object_object_add(d, "flaps", json_object_new_int64(op_json_int(t, "flaps", 0)));
 	ticket_event(t, "ticket_escalated", d);
 	log_info("ticket %lld escalated: %s", (long long)T_ID(t), reason);
 }
@@ -77,10 +148,8 @@ dispatch_escalate(json_object *t, const char *reason)
 static void
 dispatch_close(json_object *t, const char *status, const char *type, json_object *data)
 {
-	ledger_exec(od->ledger,
-	    "UPDATE actions SET status='cancelled', finished_at=?1 WHERE ticket_id=?2 AND"
-	    " status IN ('proposed','awaiting_approval','pending')", "ii", op_wall_ms(), T_ID(t));
-	ticket_set_status(t, status, NULL);
+	cancel_waiting(t, 0, status);
+	ticket_set_status(t, status, op_json_str(data, "reason", NULL));
 	json_object_object_add(data, "duration_ms",
 	    json_object_new_int64(op_wall_ms() - op_json_int(t, "opened_at", 0)));
 	ticket_event(t, type, data);
@@ -108,30 +177,41 @@ on_violation(struct op_msg *m)
 	if (t != NULL) {
 		ledger_exec(od->ledger,
 		    "UPDATE tickets SET occurrences=occurrences+1, updated_at=?1, message=?2,"
-		    " evidence=?3 WHERE id=?4", "isji", now, message, evidence, T_ID(t));
+		    " evidence=?3, healed_at=NULL WHERE id=?4", "isji", now, message, evidence, T_ID(t));
 		json_object_put(t);
 		return;
 	}
 	t = ledger_row(od->ledger,
-	    "SELECT " T_COLS " FROM tickets WHERE fingerprint=?1 AND status='resolved'"
+	    "SELECT * FROM tickets WHERE fingerprint=?1 AND status='resolved'"
 	    " AND closed_at > ?2 ORDER BY closed_at DESC LIMIT 1", "si", fp,
-	    now - OD_FLAP_WINDOW_MS);
+	    now - od->safety.flap_window_ms);
 	if (t != NULL) {
 		int64_t flaps = op_json_int(t, "flaps", 0) + 1;
 		ledger_exec(od->ledger,
-		    "UPDATE tickets SET status='open', closed_at=NULL, flaps=?1,"
+		    "UPDATE tickets SET status='open', closed_at=NULL, flaps=?1, healed_at=NULL,"
 		    " occurrences=occurrences+1, updated_at=?2, message=?3, evidence=?4 WHERE id=?5",
 		    "iisji", flaps, now, message, evidence, T_ID(t));
 		json_object_object_add(t, "flaps", json_object_new_int64(flaps));
 		json_object_object_add(t, "status", json_object_new_string("open"));
+		json_object_object_add(t, "closed_at", NULL);
 		json_object *d = json_object_new_object();
 		json_object_object_add(d, "flaps", json_object_new_int64(flaps));
+		json_object_object_add(d, "flap_max", json_object_new_int64(od->safety.flap_max));
+		json_object_object_add(d, "flap_window_ms", json_object_new_int64(od->safety.flap_window_ms));
 		json_object_object_add(d, "message", json_object_new_string(message));
 		ticket_event(t, "ticket_reopened", d);
-		if (flaps >= OD_FLAP_MAX) {
-			dispatch_escalate(t, "flapping: reopened too often, no more automatic action");
+		if (flaps >= od->safety.flap_max) {
+			char why[160];
+			snprintf(why, sizeof(why), "flapping: reopened %lld times within %llds, no more"
+			    " automatic action", (long long)flaps,
+			    (long long)(od->safety.flap_window_ms / 1000));
+			dispatch_escalate(t, why);
 			json_object_put(t);
 			return;
+		}
+		if (op_json_int(t, "held", 0)) {
+			json_object_put(t);
+			return; /* a held ticket waits for its human */
 		}
 	} else {
 		int64_t id = ledger_insert(od->ledger,
@@ -168,8 +248,16 @@ on_cleared(struct op_msg *m)
 	if (t == NULL)
 		return;
 	const char *st = T_STR(t, "status");
-	/* While an action runs or is verified, the verifier decides the outcome. */
-	if (!op_json_int(t, "held", 0) && strcmp(st, "acting") != 0 && strcmp(st, "verifying") != 0) {
+	if (op_json_int(t, "held", 0)) {
+		/* Held: a human decides when it closes. Remember it healed for unhold. */
+		ledger_exec(od->ledger, "UPDATE tickets SET healed_at=?1 WHERE id=?2", "ii",
+		    op_wall_ms(), T_ID(t));
+		json_object *d = json_object_new_object();
+		json_object_object_add(d, "held", json_object_new_boolean(1));
+		json_object_object_add(d, "evidence", json_object_get(op_json_obj(m->body, "evidence")));
+		ticket_event(t, "ticket_healed", d);
+	} else if (strcmp(st, "acting") != 0 && strcmp(st, "verifying") != 0) {
+		/* While an action runs or is verified, the verifier decides the outcome. */
 		json_object *d = json_object_new_object();
 		json_object_object_add(d, "reason", json_object_new_string("invariant healed by itself"));
 		json_object_object_add(d, "evidence", json_object_get(op_json_obj(m->body, "evidence")));
@@ -225,49 +313,84 @@ dispatch_start_diagnosis(json_object *t)
 	outbox_send(OD_DIAGNOSER, OP_MSG_DIAGNOSE, od_new_id(), ticket_job(t));
 }
 
-static int
-plan_actions(json_object *t, json_object *diag)
+/* Validates one step against the catalogue and its bounds; err says why not. */
+static const struct op_action_def *
+step_validate(const char *subject, const char *name, json_object *p, char *err, size_t errlen)
 {
 	struct op_subject fake = {0};
-	json_object *recs = op_json_arr(diag, "recommended_actions");
+	const struct op_action_def *def;
+
+	fake.ops = op_subject_kind(subject);
+	def = fake.ops ? op_subject_action(&fake, name) : NULL;
+	err[0] = '\0';
+	/* The catalogue and its bounds are checked again here: a diagnosis or an
+	 * operator's workflow, whoever wrote it, never reaches the executor
+	 * unvalidated. */
+	if (def == NULL)
+		snprintf(err, errlen, "\"%s\" is not in the action catalogue", name);
+	else if (op_action_validate(def, p, err, errlen) != 0 && err[0] == '\0')
+		snprintf(err, errlen, "invalid parameters");
+	return err[0] ? NULL : def;
+}
+
+/* Inserts the steps of one workflow: recs = [{action, parameters|params, reason}]. */
+static int
+plan_steps(json_object *t, json_object *recs, const char *requested_by, int64_t not_before,
+    int64_t needs_approval, json_object *planned_ids)
+{
 	int64_t step = ledger_scalar(od->ledger, 0,
 	    "SELECT MAX(step) FROM actions WHERE ticket_id=?1", "i", T_ID(t));
+	int64_t wf = 0;
 	int planned = 0;
 
-	fake.ops = op_subject_kind(T_STR(t, "subject"));
-	if (fake.ops == NULL && strcmp(T_STR(t, "subject"), "") != 0)
-		log_warn("ticket %lld: unknown subject kind", (long long)T_ID(t));
 	for (size_t i = 0; recs && i < json_object_array_length(recs); i++) {
 		json_object *r = json_object_array_get_idx(recs, i);
 		const char *name = op_json_str(r, "action", "");
 		json_object *params = op_json_obj(r, "parameters");
 		char err[256] = "";
-		const struct op_action_def *def = fake.ops ? op_subject_action(&fake, name) : NULL;
+		if (params == NULL)
+			params = op_json_obj(r, "params");
 		json_object *p = params ? json_object_get(params) : json_object_new_object();
-		/* The catalogue and its bounds are checked again here: a diagnosis,
-		 * whoever wrote it, never reaches the executor unvalidated. */
-		if (def == NULL)
-			snprintf(err, sizeof(err), "\"%s\" is not in the action catalogue", name);
-		else
-			op_action_validate(def, p, err, sizeof(err));
+		const struct op_action_def *def = step_validate(T_STR(t, "subject"), name, p, err,
+		    sizeof(err));
 		json_object *d = json_object_new_object();
 		json_object_object_add(d, "action", json_object_new_string(name));
 		json_object_object_add(d, "params", json_object_get(p));
 		json_object_object_add(d, "reason", json_object_new_string(op_json_str(r, "reason", "")));
-		if (err[0] != '\0') {
+		if (def == NULL) {
 			json_object_object_add(d, "error", json_object_new_string(err));
 			ticket_event(t, "action_invalid", d);
 			json_object_put(p);
 			continue;
 		}
 		int64_t aid = ledger_insert(od->ledger,
-		    "INSERT INTO actions(ticket_id,step,subject,name,params,reason,risk,status,created_at)"
-		    " VALUES(?1,?2,?3,?4,?5,?6,?7,'proposed',?8)", "iissjssi",
+		    "INSERT INTO actions(ticket_id,step,subject,name,params,reason,risk,status,created_at,"
+		    "max_attempts,requested_by,decided_by,not_before,workflow,target,needs_approval)"
+		    " VALUES(?1,?2,?3,?4,?5,?6,?7,'proposed',?8,?9,?10,?10,NULLIF(?11,0),NULLIF(?12,0),"
+		    "?13,?14)", "iissjssiisiisi",
 		    T_ID(t), step + 1 + planned, T_STR(t, "subject"), name, p,
-		    op_json_str(r, "reason", ""), def->risk, op_wall_ms());
+		    op_json_str(r, "reason", ""), def->risk, op_wall_ms(), od->safety.retry_attempts,
+		    requested_by, not_before, wf, policy_target(p), needs_approval);
+		if (aid < 0) {
+			json_object_put(d);
+			json_object_put(p);
+			continue;
+		}
+		if (wf == 0) {
+			wf = aid;
+			ledger_exec(od->ledger, "UPDATE actions SET workflow=?1 WHERE id=?1", "i", aid);
+		}
 		json_object_object_add(d, "action_id", json_object_new_int64(aid));
 		json_object_object_add(d, "risk", json_object_new_string(def->risk));
+		json_object_object_add(d, "step", json_object_new_int64(step + 1 + planned));
+		json_object_object_add(d, "workflow", json_object_new_int64(wf));
+		if (requested_by)
+			json_object_object_add(d, "requested_by", json_object_new_string(requested_by));
+		if (not_before > 0)
+			json_object_object_add(d, "not_before", json_object_new_int64(not_before));
 		ticket_event(t, "action_proposed", d);
+		if (planned_ids)
+			json_object_array_add(planned_ids, json_object_new_int64(aid));
 		json_object_put(p);
 		planned++;
 	}
@@ -312,7 +435,9 @@ on_diagnosis(struct op_msg *m)
 	json_object_object_add(d, "diagnosis", json_object_get(diag));
 	ticket_event(t, "diagnosis", d);
 	ticket_set_status(t, "diagnosed", NULL);
-	plan_actions(t, diag);
+	/* The recommended actions are one workflow: ordered steps, each verified
+	 * before the next, stopping at the first that fails. */
+	plan_steps(t, op_json_arr(diag, "recommended_actions"), NULL, 0, 0, NULL);
 	if (op_json_bool(m->body, "require_approval", 0))
 		ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
 		    " WHERE ticket_id=?2 AND status='proposed'", "si",
@@ -321,18 +446,24 @@ on_diagnosis(struct op_msg *m)
 	json_object_put(t);
 }
 
-/* ---- executor ---- */
+/* ---- acting ---- */
 
 static void
 dispatch_action(json_object *t, json_object *a)
 {
 	if (od->w[OD_EXECUTOR].state != OD_W_READY)
 		return; /* stays pending; resumed when the executor is ready */
-	ledger_exec(od->ledger, "UPDATE actions SET status='dispatched', dispatched_at=?1 WHERE id=?2",
-	    "ii", op_wall_ms(), op_json_int(a, "id", 0));
+	int64_t attempt = op_json_int(a, "attempt", 0) + 1;
+	ledger_exec(od->ledger, "UPDATE actions SET status='dispatched', dispatched_at=?1,"
+	    " attempt=?2, next_retry_at=NULL WHERE id=?3", "iii", op_wall_ms(), attempt, A_ID(a));
+	json_object *x = json_object_new_object();
+	json_object_object_add(x, "attempt", json_object_new_int64(attempt));
+	json_object_object_add(x, "level", json_object_new_string(op_json_str(a, "level", "execute")));
+	action_event(t, a, "action_dispatched", NULL, x);
 	json_object *b = json_object_new_object();
 	json_object_object_add(b, "ticket_id", json_object_new_int64(T_ID(t)));
-	json_object_object_add(b, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
+	json_object_object_add(b, "action_id", json_object_new_int64(A_ID(a)));
+	json_object_object_add(b, "attempt", json_object_new_int64(attempt));
 	json_object_object_add(b, "subject", json_object_new_string(T_STR(t, "subject")));
 	json_object_object_add(b, "invariant", json_object_new_string(T_STR(t, "invariant")));
 	json_object_object_add(b, "entity", json_object_new_string(T_STR(t, "entity")));
@@ -341,51 +472,171 @@ dispatch_action(json_object *t, json_object *a)
 	outbox_send(OD_EXECUTOR, OP_MSG_EXECUTE, od_new_id(), b);
 }
 
+/* The gates a go-ahead passes again at the moment it would run: the kill
+ * switch and a hold win over any approval, retry or schedule. */
+static const char *
+dispatch_blocked(json_object *t)
+{
+	if (od->kill_switch)
+		return "kill switch";
+	if (!strcmp(od->mode, "observe"))
+		return "mode observe";
+	if (op_json_int(t, "held", 0))
+		return "held";
+	return NULL;
+}
+
+/* Budget and blast radius for an action that is cleared to run; spends the
+ * tokens and hands it to the executor, or skips it and escalates (the
+ * circuit breaker: a deeper problem needs a human, not one more try). */
+static int
+dispatch_go(json_object *t, json_object *a, const char *level)
+{
+	char detail[512] = "";
+	const char *why = policy_check(t, a, detail, sizeof(detail));
+
+	if (why != NULL) {
+		char esc[640];
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "detail", json_object_new_string(detail));
+		action_set_status(a, "skipped", detail);
+		action_event(t, a, "action_skipped", why, x);
+		snprintf(esc, sizeof(esc), "%s: %s", why, detail);
+		dispatch_escalate(t, esc);
+		return -1;
+	}
+	if (op_json_int(a, "charged_at", 0) == 0)
+		json_object_put(policy_charge(t, a));
+	ledger_exec(od->ledger, "UPDATE actions SET status='pending', level=COALESCE(level, ?1)"
+	    " WHERE id=?2", "si", level, A_ID(a));
+	ticket_set_status(t, "acting", NULL);
+	dispatch_action(t, a);
+	return 0;
+}
+
+/* Shadow: logs exactly what would run, for every remaining step, and runs
+ * nothing; a human takes it from there. */
+static void
+dispatch_shadow(json_object *t)
+{
+	json_object *rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+	    " status IN ('proposed','scheduled') ORDER BY step", "i", T_ID(t));
+	char names[256] = "";
+
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *a = json_object_array_get_idx(rows, i);
+		json_object *would = json_object_new_object();
+		json_object_object_add(would, "subject", json_object_new_string(T_STR(t, "subject")));
+		json_object_object_add(would, "action", json_object_new_string(op_json_str(a, "name", "")));
+		json_object_object_add(would, "params", json_object_get(op_json_obj(a, "params")));
+		json_object_object_add(would, "risk", json_object_new_string(op_json_str(a, "risk", "")));
+		if (policy_target(op_json_obj(a, "params")))
+			json_object_object_add(would, "target",
+			    json_object_new_string(policy_target(op_json_obj(a, "params"))));
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "would", would);
+		json_object_object_add(x, "level", json_object_new_string("shadow"));
+		ledger_exec(od->ledger, "UPDATE actions SET status='shadowed', level='shadow',"
+		    " finished_at=?1 WHERE id=?2", "ii", op_wall_ms(), A_ID(a));
+		action_event(t, a, "action_skipped", "shadow", x);
+		log_info("shadow: ticket %lld would run %s %s", (long long)T_ID(t),
+		    op_json_str(a, "name", ""), json_object_to_json_string_ext(op_json_obj(a, "params"),
+		    JSON_C_TO_STRING_PLAIN));
+		size_t l = strlen(names);
+		snprintf(names + l, sizeof(names) - l, "%s%s", l ? ", " : "", op_json_str(a, "name", ""));
+	}
+	json_object_put(rows);
+	char why[384];
+	snprintf(why, sizeof(why), "shadow: would have run %s; nothing was run", names);
+	dispatch_escalate(t, why);
+}
+
 /* Picks the next step for a diagnosed ticket: the next proposed action under
- * the current mode and kill switch, or escalation when there is none. */
+ * the kill switch, mode, level, budgets and blast radius, or escalation when
+ * there is none. */
 static void
 dispatch_advance(json_object *t)
 {
 	json_object *a;
+	int64_t now = op_wall_ms();
 
 	if (strcmp(T_STR(t, "status"), "diagnosed") != 0 || op_json_int(t, "held", 0))
 		return;
-	a = ledger_row(od->ledger, "SELECT " A_COLS " FROM actions WHERE ticket_id=?1 AND"
-	    " status='proposed' ORDER BY step LIMIT 1", "i", T_ID(t));
+	a = ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+	    " status IN ('proposed','scheduled') ORDER BY step LIMIT 1", "i", T_ID(t));
 	if (a == NULL) {
 		dispatch_escalate(t, op_json_int(t, "attempts", 0) > 0
 		    ? "remedies exhausted: the fix did not hold"
 		    : "no safe automatic action for this diagnosis");
 		return;
 	}
+	const char *st = op_json_str(a, "status", "");
+	int64_t nb = op_json_int(a, "not_before", 0);
+	if (!strcmp(st, "scheduled") && nb > now)
+		goto out; /* the timer wakes it */
+	if (nb > now) {
+		json_object *x = json_object_new_object();
+		char ts[OP_TS_LEN];
+		op_rfc3339(nb, ts);
+		json_object_object_add(x, "not_before", json_object_new_int64(nb));
+		json_object_object_add(x, "not_before_ts", json_object_new_string(ts));
+		action_set_status(a, "scheduled", NULL);
+		action_event(t, a, "action_scheduled", NULL, x);
+		goto out;
+	}
+	if (!strcmp(st, "scheduled"))
+		action_set_status(a, "proposed", NULL);
 	const char *why = NULL;
 	if (od->kill_switch)
 		why = "kill switch";
 	else if (!strcmp(od->mode, "observe"))
 		why = "mode observe";
 	if (why != NULL) {
-		json_object *d = json_object_new_object();
-		json_object_object_add(d, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
-		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-		json_object_object_add(d, "reason", json_object_new_string(why));
-		ticket_event(t, "action_skipped", d);
-	} else if (!strcmp(od->mode, "approve") || op_json_int(a, "needs_approval", 0)) {
-		ledger_exec(od->ledger, "UPDATE actions SET status='awaiting_approval' WHERE id=?1", "i",
-		    op_json_int(a, "id", 0));
-		ticket_set_status(t, "awaiting_approval", NULL);
-		json_object *d = json_object_new_object();
-		json_object_object_add(d, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
-		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-		json_object_object_add(d, "params", json_object_get(op_json_obj(a, "params")));
-		json_object_object_add(d, "reason", json_object_new_string(op_json_int(a, "needs_approval", 0)
-		    ? op_json_str(a, "approval_reason", "approval required") : "mode approve"));
-		ticket_event(t, "action_awaiting_approval", d);
-	} else {
-		ledger_exec(od->ledger, "UPDATE actions SET status='pending' WHERE id=?1", "i",
-		    op_json_int(a, "id", 0));
-		ticket_set_status(t, "acting", NULL);
-		dispatch_action(t, a);
+		action_event(t, a, "action_skipped", why, NULL);
+		goto out;
 	}
+	const char *level = policy_level(T_STR(t, "subject"), op_json_str(a, "name", ""));
+	char lv[16];
+	op_strlcpy(lv, level, sizeof(lv));
+	if (!strcmp(lv, "shadow")) {
+		dispatch_shadow(t);
+		goto out;
+	}
+	/* Refuse before asking a human for something the budget would not allow. */
+	char detail[512] = "";
+	if ((why = policy_check(t, a, detail, sizeof(detail))) != NULL) {
+		dispatch_go(t, a, lv); /* skips and escalates with the same reason */
+		goto out;
+	}
+	const char *need = NULL;
+	if (op_json_str(a, "decided_by", NULL) == NULL) {
+		if (op_json_int(a, "needs_approval", 0))
+			need = op_json_str(a, "approval_reason", "approval required");
+		else if (!strcmp(od->mode, "approve"))
+			need = "mode approve";
+		else if (!strcmp(lv, "approve"))
+			need = "level approve";
+		else if (policy_risk_needs_approval(op_json_str(a, "risk", "")))
+			need = "risk tier requires approval";
+	}
+	if (need != NULL) {
+		int64_t deadline = now + od->safety.approval_ttl_ms;
+		char ts[OP_TS_LEN];
+		ledger_exec(od->ledger, "UPDATE actions SET status='awaiting_approval',"
+		    " approval_deadline=?1, level=?2 WHERE id=?3", "isi", deadline, lv, A_ID(a));
+		ticket_set_status(t, "awaiting_approval", NULL);
+		json_object *x = json_object_new_object();
+		op_rfc3339(deadline, ts);
+		json_object_object_add(x, "risk", json_object_new_string(op_json_str(a, "risk", "")));
+		json_object_object_add(x, "level", json_object_new_string(lv));
+		json_object_object_add(x, "expires_at", json_object_new_string(ts));
+		json_object_object_add(x, "ttl_ms", json_object_new_int64(od->safety.approval_ttl_ms));
+		json_object_object_add(x, "on_expiry", json_object_new_string(od->safety.approval_expiry));
+		action_event(t, a, "action_awaiting_approval", need, x);
+	} else {
+		dispatch_go(t, a, lv);
+	}
+out:
 	json_object_put(a);
 }
 
@@ -395,7 +646,7 @@ send_verify(json_object *t, json_object *a, int64_t executed_at)
 	json_object *b = json_object_new_object();
 
 	json_object_object_add(b, "ticket_id", json_object_new_int64(T_ID(t)));
-	json_object_object_add(b, "action_id", json_object_new_int64(a ? op_json_int(a, "id", 0) : 0));
+	json_object_object_add(b, "action_id", json_object_new_int64(a ? A_ID(a) : 0));
 	json_object_object_add(b, "action", json_object_new_string(a ? op_json_str(a, "name", "") : ""));
 	json_object_object_add(b, "params", json_object_get(a ? op_json_obj(a, "params") : NULL));
 	json_object_object_add(b, "subject", json_object_new_string(T_STR(t, "subject")));
@@ -406,6 +657,63 @@ send_verify(json_object *t, json_object *a, int64_t executed_at)
 	json_object_object_add(b, "settle_ms", json_object_new_int64(od->verify_settle_ms));
 	json_object_object_add(b, "timeout_ms", json_object_new_int64(od->verify_timeout_ms));
 	outbox_send(OD_VERIFIER, OP_MSG_VERIFY, od_new_id(), b);
+}
+
+/* A step ended without effect and will not be retried: the workflow stops
+ * there (its later steps assumed this one), and a human takes over. */
+static void
+dispatch_step_failed(json_object *t, json_object *a, const char *why)
+{
+	int64_t n = cancel_waiting(t, op_json_int(a, "workflow", 0), "workflow stopped");
+	char esc[640];
+
+	if (n > 0) {
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "cancelled_steps", json_object_new_int64(n));
+		action_event(t, a, "workflow_stopped", why, x);
+	}
+	if (strcmp(T_STR(t, "status"), "acting") != 0 && strcmp(T_STR(t, "status"), "retry_wait") != 0)
+		return;
+	ticket_set_status(t, "diagnosed", NULL);
+	snprintf(esc, sizeof(esc), "step %lld (%s) did not run: %s",
+	    (long long)op_json_int(a, "step", 0), op_json_str(a, "name", ""), why);
+	dispatch_escalate(t, esc);
+}
+
+/* Schedules the next attempt of an action that is known not to have taken
+ * effect; false when its attempts are used up. */
+static int
+dispatch_retry(json_object *t, json_object *a, const char *why)
+{
+	int64_t attempt = op_json_int(a, "attempt", 0);
+	int64_t max = op_json_int(a, "max_attempts", od->safety.retry_attempts);
+
+	if (attempt >= max || strcmp(T_STR(t, "status"), "acting") != 0)
+		return 0;
+	int64_t delay = policy_backoff_ms(attempt), at = op_wall_ms() + delay;
+	char ts[OP_TS_LEN];
+	ledger_exec(od->ledger, "UPDATE actions SET status='retry_wait', next_retry_at=?1, error=?2"
+	    " WHERE id=?3", "isi", at, why, A_ID(a));
+	ticket_set_status(t, "retry_wait", NULL);
+	json_object *x = json_object_new_object();
+	op_rfc3339(at, ts);
+	json_object_object_add(x, "attempt", json_object_new_int64(attempt));
+	json_object_object_add(x, "next_attempt", json_object_new_int64(attempt + 1));
+	json_object_object_add(x, "max_attempts", json_object_new_int64(max));
+	json_object_object_add(x, "delay_ms", json_object_new_int64(delay));
+	json_object_object_add(x, "next_at", json_object_new_string(ts));
+	json_object_object_add(x, "error", json_object_new_string(why));
+	action_event(t, a, "action_retry", "failed without effect", x);
+	return 1;
+}
+
+/* Whether an earlier step of this action's workflow has been verified. */
+static int
+workflow_verified(json_object *t, json_object *a)
+{
+	return ledger_scalar(od->ledger, 0, "SELECT COUNT(*) FROM verifications v JOIN actions x"
+	    " ON x.id=v.action_id WHERE v.ticket_id=?1 AND v.result='success' AND x.workflow=?2",
+	    "ii", T_ID(t), op_json_int(a, "workflow", 0)) > 0;
 }
 
 static void
@@ -428,56 +736,88 @@ on_action_result(struct op_msg *m)
 		log_warn("action %lld: duplicate result ignored (status %s)", (long long)aid, ast);
 		goto out;
 	}
-	json_object *d = json_object_new_object();
-	json_object_object_add(d, "action_id", json_object_new_int64(aid));
-	json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-	json_object_object_add(d, "params", json_object_get(op_json_obj(a, "params")));
-	json_object_object_add(d, "duration_ms", json_object_new_int64(op_json_int(m->body, "duration_ms", 0)));
+	json_object *x = json_object_new_object();
+	json_object_object_add(x, "duration_ms", json_object_new_int64(op_json_int(m->body, "duration_ms", 0)));
+	json_object_object_add(x, "attempt", json_object_new_int64(op_json_int(a, "attempt", 0)));
 	if (!strcmp(status, "executed")) {
-		ledger_exec(od->ledger, "UPDATE actions SET status='executed', finished_at=?1, result=?2"
-		    " WHERE id=?3", "iji", now, op_json_obj(m->body, "result"), aid);
+		ledger_exec(od->ledger, "UPDATE actions SET status='executed', finished_at=?1, result=?2,"
+		    " applied='yes' WHERE id=?3", "iji", now, op_json_obj(m->body, "result"), aid);
 		ledger_exec(od->ledger, "UPDATE tickets SET attempts=attempts+1 WHERE id=?1 AND ?2=0",
 		    "ii", T_ID(t), (int64_t)was_unknown);
-		json_object_object_add(d, "result", json_object_get(op_json_obj(m->body, "result")));
-		ticket_event(t, "action_executed", d);
+		json_object_object_add(x, "result", json_object_get(op_json_obj(m->body, "result")));
+		action_event(t, a, "action_executed", NULL, x);
 		if (!was_unknown && !strcmp(T_STR(t, "status"), "acting")) {
 			ticket_set_status(t, "verifying", NULL);
 			send_verify(t, a, now);
 		}
 	} else if (!strcmp(status, "failed")) {
-		ledger_exec(od->ledger, "UPDATE actions SET status='failed', finished_at=?1, error=?2"
-		    " WHERE id=?3", "isi", now, reason, aid);
+		/* The executor says whether the failure took effect: "no" (refused
+		 * before anything was sent) may be retried, "rejected" (the system
+		 * refused it) may not, "unknown" is never re-run blindly: verify. */
+		const char *applied = op_json_str(m->body, "applied", "unknown");
+		json_object_object_add(x, "error", json_object_new_string(reason));
+		json_object_object_add(x, "applied", json_object_new_string(applied));
+		json_object_object_add(x, "result", json_object_get(op_json_obj(m->body, "result")));
+		if (!strcmp(applied, "unknown") && !was_unknown) {
+			ledger_exec(od->ledger, "UPDATE actions SET status='unknown', finished_at=?1, error=?2,"
+			    " applied='unknown', result=?3 WHERE id=?4", "isji", now, reason,
+			    op_json_obj(m->body, "result"), aid);
+			ledger_exec(od->ledger, "UPDATE tickets SET attempts=attempts+1 WHERE id=?1", "i",
+			    T_ID(t));
+			action_event(t, a, "action_unknown", "the failure may have taken effect: verify",
+			    x);
+			if (!strcmp(T_STR(t, "status"), "acting")) {
+				ticket_set_status(t, "verifying", NULL);
+				send_verify(t, a, now);
+			}
+			goto out;
+		}
+		ledger_exec(od->ledger, "UPDATE actions SET applied=?1, result=?2 WHERE id=?3", "sji",
+		    applied, op_json_obj(m->body, "result"), aid);
+		json_object_object_add(x, "will_retry", json_object_new_boolean(
+		    !strcmp(applied, "no") && !was_unknown &&
+		    op_json_int(a, "attempt", 0) < op_json_int(a, "max_attempts", od->safety.retry_attempts) &&
+		    !strcmp(T_STR(t, "status"), "acting")));
+		action_event(t, a, "action_failed", NULL, x);
+		if (!strcmp(applied, "no") && !was_unknown && dispatch_retry(t, a, reason))
+			goto out;
+		action_set_status(a, "failed", reason);
 		ledger_exec(od->ledger, "UPDATE tickets SET attempts=attempts+1 WHERE id=?1", "i", T_ID(t));
 		json_object_object_add(t, "attempts", json_object_new_int64(op_json_int(t, "attempts", 0) + 1));
-		json_object_object_add(d, "error", json_object_new_string(reason));
-		ticket_event(t, "action_failed", d);
-		if (!strcmp(T_STR(t, "status"), "acting")) {
-			ticket_set_status(t, "diagnosed", NULL);
-			dispatch_advance(t);
-		}
-	} else { /* skipped */
+		dispatch_step_failed(t, a, reason);
+	} else { /* skipped: the executor refused before any side effect */
 		const char *kind = op_json_str(m->body, "kind", "precondition");
-		json_object_object_add(d, "reason", json_object_new_string(kind));
-		json_object_object_add(d, "detail", json_object_new_string(reason));
-		json_object_object_add(d, "figures", json_object_get(op_json_obj(m->body, "result")));
+		json_object_object_add(x, "detail", json_object_new_string(reason));
+		json_object_object_add(x, "figures", json_object_get(op_json_obj(m->body, "result")));
 		if (!strcmp(kind, "healed")) {
-			ledger_exec(od->ledger, "UPDATE actions SET status='skipped', finished_at=?1,"
-			    " error=?2 WHERE id=?3", "isi", now, reason, aid);
-			ticket_event(t, "action_skipped", d);
+			action_set_status(a, "skipped", reason);
+			action_event(t, a, "action_skipped", kind, x);
 			json_object *c = json_object_new_object();
-			json_object_object_add(c, "reason",
-			    json_object_new_string("invariant healed before the action ran"));
-			dispatch_close(t, "cleared", "ticket_cleared", c);
+			if (workflow_verified(t, a)) {
+				/* An earlier step fixed it; the rest of the chain is not needed. */
+				json_object_object_add(c, "reason", json_object_new_string(
+				    "fixed by a verified earlier step; the remaining steps were not needed"));
+				dispatch_close(t, "resolved", "ticket_resolved", c);
+			} else {
+				json_object_object_add(c, "reason",
+				    json_object_new_string("invariant healed before the action ran"));
+				dispatch_close(t, "cleared", "ticket_cleared", c);
+			}
 		} else if (!strcmp(kind, "kill switch") || !strcmp(kind, "mode")) {
-			ledger_exec(od->ledger, "UPDATE actions SET status='proposed' WHERE id=?1", "i", aid);
-			ticket_event(t, "action_skipped", d);
-			ticket_set_status(t, "diagnosed", NULL);
+			/* Not an attempt, and the go-ahead is void: it must be given again. */
+			ledger_exec(od->ledger, "UPDATE actions SET status='proposed', attempt=MAX(attempt-1,0),"
+			    " decided_by=CASE WHEN requested_by IS NULL THEN NULL ELSE decided_by END"
+			    " WHERE id=?1", "i", aid);
+			action_event(t, a, "action_skipped", kind, x);
+			if (!ticket_closed(t))
+				ticket_set_status(t, "diagnosed", NULL);
 		} else {
-			ledger_exec(od->ledger, "UPDATE actions SET status='skipped', finished_at=?1,"
-			    " error=?2 WHERE id=?3", "isi", now, reason, aid);
-			ticket_event(t, "action_skipped", d);
-			ticket_set_status(t, "diagnosed", NULL);
-			dispatch_advance(t);
+			action_event(t, a, "action_skipped", "precondition", x);
+			/* A precondition refusal never took effect: retry while it may pass. */
+			if (!strcmp(kind, "precondition") && !was_unknown && dispatch_retry(t, a, reason))
+				goto out;
+			action_set_status(a, "skipped", reason);
+			dispatch_step_failed(t, a, reason);
 		}
 	}
 out:
@@ -494,11 +834,12 @@ on_verification(struct op_msg *m)
 	int64_t aid = op_json_int(m->body, "action_id", 0);
 	const char *result = op_json_str(m->body, "result", "failure");
 	json_object *t = ticket_get(tid);
+	json_object *a = aid > 0 ? action_get(aid) : NULL;
+	int ok = !strcmp(result, "success");
 
 	if (t == NULL || strcmp(T_STR(t, "status"), "verifying") != 0) {
 		log_info("verification of ticket %lld no longer wanted", (long long)tid);
-		json_object_put(t);
-		return;
+		goto out;
 	}
 	ledger_insert(od->ledger,
 	    "INSERT INTO verifications(ticket_id,action_id,started_at,finished_at,result,figures)"
@@ -506,24 +847,63 @@ on_verification(struct op_msg *m)
 	    op_json_int(m->body, "started_at", 0), op_wall_ms(), result,
 	    op_json_obj(m->body, "figures"));
 	json_object *d = json_object_get(m->body);
+	if (a != NULL) {
+		json_object_object_add(d, "step", json_object_new_int64(op_json_int(a, "step", 0)));
+		if (op_json_int(a, "workflow", 0) > 0)
+			json_object_object_add(d, "workflow", json_object_new_int64(op_json_int(a, "workflow", 0)));
+	}
 	ticket_event(t, "verification", d);
-	if (!strcmp(result, "success")) {
+	if (a != NULL)
+		policy_record_outcome(t, a, ok);
+	if (op_json_int(t, "held", 0)) {
+		/* No auto-resolve while held: the outcome waits for unhold. */
+		ticket_set_status(t, "diagnosed", ok ? "verified while held" : NULL);
+		if (ok)
+			ledger_exec(od->ledger, "UPDATE tickets SET healed_at=?1 WHERE id=?2", "ii",
+			    op_wall_ms(), tid);
+		goto out;
+	}
+	json_object *next = a ? ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+	    " workflow=?2 AND status IN ('proposed','scheduled') ORDER BY step LIMIT 1", "ii", tid,
+	    op_json_int(a, "workflow", 0)) : NULL;
+	if (ok && next != NULL) {
+		/* This step holds: on to the next one of the workflow. */
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "next_action_id", json_object_new_int64(A_ID(next)));
+		json_object_object_add(x, "next_step", json_object_new_int64(op_json_int(next, "step", 0)));
+		action_event(t, a, "workflow_step_verified", NULL, x);
+		ticket_set_status(t, "diagnosed", NULL);
+		dispatch_advance(t);
+	} else if (ok) {
 		json_object *r = json_object_new_object();
 		json_object_object_add(r, "action_id", json_object_new_int64(aid));
 		json_object_object_add(r, "figures", json_object_get(op_json_obj(m->body, "figures")));
 		dispatch_close(t, "resolved", "ticket_resolved", r);
 		log_info("ticket %lld resolved: fix verified", (long long)tid);
 	} else {
+		/* The chain stops at the first step that does not hold. */
+		int64_t n = a ? cancel_waiting(t, op_json_int(a, "workflow", 0), "workflow stopped") : 0;
+		if (n > 0) {
+			json_object *x = json_object_new_object();
+			json_object_object_add(x, "cancelled_steps", json_object_new_int64(n));
+			action_event(t, a, "workflow_stopped", "verification failed", x);
+		}
 		ticket_set_status(t, "diagnosed", NULL);
-		int64_t left = ledger_scalar(od->ledger, 0, "SELECT COUNT(*) FROM actions WHERE"
-		    " ticket_id=?1 AND status='proposed'", "i", tid);
-		if (left > 0)
-			dispatch_advance(t);
-		else if (op_json_int(t, "attempts", 0) < OD_MAX_ATTEMPTS)
+		if (a != NULL && op_json_str(a, "requested_by", NULL) != NULL) {
+			char why[256];
+			snprintf(why, sizeof(why), "the operator's workflow stopped at step %lld (%s):"
+			    " verification failed", (long long)op_json_int(a, "step", 0),
+			    op_json_str(a, "name", ""));
+			dispatch_escalate(t, why);
+		} else if (op_json_int(t, "attempts", 0) < OD_MAX_ATTEMPTS) {
 			dispatch_start_diagnosis(t); /* a new attempt, from a fresh look */
-		else
+		} else {
 			dispatch_escalate(t, "the fix did not hold after the last attempt");
+		}
 	}
+	json_object_put(next);
+out:
+	json_object_put(a);
 	json_object_put(t);
 }
 
@@ -562,6 +942,7 @@ on_fault(struct op_msg *m)
 void
 dispatch_worker_msg(struct od_worker *w, struct op_msg *m)
 {
+	outbox_begin();
 	switch (m->type) {
 	case OP_MSG_VIOLATION: on_violation(m); break;
 	case OP_MSG_CLEARED: on_cleared(m); break;
@@ -598,29 +979,30 @@ dispatch_worker_ready(struct od_worker *w)
 		break;
 	}
 	case OD_DIAGNOSER:
-		rows = ledger_rows(od->ledger, "SELECT " T_COLS " FROM tickets WHERE status='diagnosing'", "");
+		rows = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE status='diagnosing'", "");
 		for (size_t i = 0; i < json_object_array_length(rows); i++)
 			outbox_send(OD_DIAGNOSER, OP_MSG_DIAGNOSE, od_new_id(),
 			    ticket_job(json_object_array_get_idx(rows, i)));
 		json_object_put(rows);
 		break;
 	case OD_EXECUTOR:
-		rows = ledger_rows(od->ledger, "SELECT " A_COLS " FROM actions WHERE status='pending'"
+		/* Pending = cleared to run but never handed over: safe to send now. */
+		rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE status='pending'"
 		    " ORDER BY id", "");
 		for (size_t i = 0; i < json_object_array_length(rows); i++) {
 			json_object *a = json_object_array_get_idx(rows, i);
 			json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
-			if (t != NULL && !od->kill_switch)
+			if (t != NULL && dispatch_blocked(t) == NULL)
 				dispatch_action(t, a);
 			json_object_put(t);
 		}
 		json_object_put(rows);
 		break;
 	case OD_VERIFIER:
-		rows = ledger_rows(od->ledger, "SELECT " T_COLS " FROM tickets WHERE status='verifying'", "");
+		rows = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE status='verifying'", "");
 		for (size_t i = 0; i < json_object_array_length(rows); i++) {
 			json_object *t = json_object_array_get_idx(rows, i);
-			json_object *a = ledger_row(od->ledger, "SELECT " A_COLS " FROM actions WHERE"
+			json_object *a = ledger_row(od->ledger, "SELECT * FROM actions WHERE"
 			    " ticket_id=?1 AND status IN ('executed','unknown') ORDER BY step DESC LIMIT 1",
 			    "i", T_ID(t));
 			send_verify(t, a, a ? op_json_int(a, "finished_at", op_wall_ms()) : op_wall_ms());
@@ -651,23 +1033,19 @@ dispatch_worker_ready(struct od_worker *w)
 static void
 mark_dispatched_unknown(const char *why)
 {
-	json_object *rows = ledger_rows(od->ledger, "SELECT " A_COLS " FROM actions WHERE"
+	json_object *rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE"
 	    " status='dispatched'", "");
 
 	for (size_t i = 0; i < json_object_array_length(rows); i++) {
 		json_object *a = json_object_array_get_idx(rows, i);
 		json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
-		ledger_exec(od->ledger, "UPDATE actions SET status='unknown', finished_at=?1, error=?2"
-		    " WHERE id=?3", "isi", op_wall_ms(), why, op_json_int(a, "id", 0));
+		ledger_exec(od->ledger, "UPDATE actions SET status='unknown', finished_at=?1, error=?2,"
+		    " applied='unknown' WHERE id=?3", "isi", op_wall_ms(), why, A_ID(a));
 		ledger_exec(od->ledger, "UPDATE tickets SET attempts=attempts+1 WHERE id=?1", "i",
 		    op_json_int(a, "ticket_id", 0));
 		if (t == NULL)
 			continue;
-		json_object *d = json_object_new_object();
-		json_object_object_add(d, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
-		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-		json_object_object_add(d, "reason", json_object_new_string(why));
-		ticket_event(t, "action_unknown", d);
+		action_event(t, a, "action_unknown", why, NULL);
 		if (!strcmp(T_STR(t, "status"), "acting")) {
 			ticket_set_status(t, "verifying", NULL);
 			send_verify(t, a, op_wall_ms());
@@ -684,11 +1062,27 @@ dispatch_worker_died(struct od_worker *w)
 		mark_dispatched_unknown("executor died while the action was in its hands");
 }
 
+static void
+dispatch_atexit(void)
+{
+	if (od != NULL)
+		policy_free(&od->safety);
+}
+
 void
 dispatch_recover(void)
 {
+	char err[512];
+
+	/* [safety] is validated with the rest of the configuration; loaded here
+	 * too so the state machine never runs on defaults it did not choose. */
+	if (od->safety.levels == NULL && policy_load(od->cfg, &od->safety, err, sizeof(err)) != 0)
+		fatal("%s: %s", od->config_path, err);
+	atexit(dispatch_atexit);
+	outbox_begin();
 	mark_dispatched_unknown("daemon restarted while the action was in flight");
 	outbox_commit();
+	dispatch_tick_start();
 }
 
 json_object *
@@ -708,31 +1102,148 @@ dispatch_settings_changed(void)
 	for (int i = 0; i < OD_NWORKERS; i++)
 		outbox_send(i, OP_MSG_SETTINGS, od_new_id(), dispatch_settings_body());
 	if (od->kill_switch) {
-		json_object *rows = ledger_rows(od->ledger, "SELECT " A_COLS " FROM actions WHERE"
-		    " status IN ('awaiting_approval','pending')", "");
+		/* Everything cleared to run loses its go-ahead at once; in-flight
+		 * actions meet the executor's own last-moment check. */
+		json_object *rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE"
+		    " status IN ('awaiting_approval','pending','retry_wait')", "");
 		for (size_t i = 0; i < json_object_array_length(rows); i++) {
 			json_object *a = json_object_array_get_idx(rows, i);
 			json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
-			ledger_exec(od->ledger, "UPDATE actions SET status='proposed' WHERE id=?1", "i",
-			    op_json_int(a, "id", 0));
+			ledger_exec(od->ledger, "UPDATE actions SET status='proposed', approval_deadline=NULL,"
+			    " next_retry_at=NULL, decided_by=CASE WHEN requested_by IS NULL THEN NULL ELSE"
+			    " decided_by END WHERE id=?1", "i", A_ID(a));
 			if (t != NULL) {
-				json_object *d = json_object_new_object();
-				json_object_object_add(d, "action_id", json_object_new_int64(op_json_int(a, "id", 0)));
-				json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-				json_object_object_add(d, "reason", json_object_new_string("kill switch"));
-				ticket_event(t, "action_skipped", d);
-				ticket_set_status(t, "diagnosed", NULL);
+				json_object *x = json_object_new_object();
+				json_object_object_add(x, "cancelled", json_object_new_string(op_json_str(a, "status", "")));
+				action_event(t, a, "action_skipped", "kill switch", x);
+				if (!ticket_closed(t))
+					ticket_set_status(t, "diagnosed", NULL);
 			}
 			json_object_put(t);
 		}
 		json_object_put(rows);
 		return;
 	}
-	json_object *rows = ledger_rows(od->ledger, "SELECT " T_COLS " FROM tickets WHERE"
+	json_object *rows = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE"
 	    " status='diagnosed'", "");
 	for (size_t i = 0; i < json_object_array_length(rows); i++)
 		dispatch_advance(json_object_array_get_idx(rows, i));
 	json_object_put(rows);
+}
+
+/* ---- the timer: retries, schedules and approval deadlines ---- */
+
+static void
+tick_expire(json_object *t, json_object *a)
+{
+	const char *outcome = od->safety.approval_expiry;
+	json_object *x = json_object_new_object();
+	char why[160];
+
+	json_object_object_add(x, "ttl_ms", json_object_new_int64(od->safety.approval_ttl_ms));
+	json_object_object_add(x, "outcome", json_object_new_string(outcome));
+	action_event(t, a, "action_approval_expired", "nobody approved or rejected in time", x);
+	snprintf(why, sizeof(why), "approval of %s expired after %llds",
+	    op_json_str(a, "name", ""), (long long)(od->safety.approval_ttl_ms / 1000));
+	if (!strcmp(outcome, "reject")) {
+		ledger_exec(od->ledger, "UPDATE actions SET status='rejected', decided_by='approval_ttl',"
+		    " error=?1, finished_at=?2 WHERE id=?3", "sii", why, op_wall_ms(), A_ID(a));
+		json_object *y = json_object_new_object();
+		json_object_object_add(y, "by", json_object_new_string("approval_ttl"));
+		action_event(t, a, "action_rejected", why, y);
+		json_object *c = json_object_new_object();
+		json_object_object_add(c, "reason", json_object_new_string(why));
+		dispatch_close(t, "rejected", "ticket_rejected", c);
+	} else if (!strcmp(outcome, "execute")) {
+		ledger_exec(od->ledger, "UPDATE actions SET decided_by='approval_ttl' WHERE id=?1", "i",
+		    A_ID(a));
+		json_object *y = json_object_new_object();
+		json_object_object_add(y, "by", json_object_new_string("approval_ttl"));
+		action_event(t, a, "action_approved", why, y);
+		dispatch_go(t, a, op_json_str(a, "level", "approve"));
+	} else {
+		action_set_status(a, "expired", why);
+		dispatch_escalate(t, why);
+	}
+}
+
+static void
+dispatch_tick(evutil_socket_t fd, short ev, void *arg)
+{
+	int64_t now = op_wall_ms();
+	json_object *rows;
+
+	(void)fd;
+	(void)ev;
+	(void)arg;
+	if (od->shutting_down)
+		return;
+	rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE (status='retry_wait' AND"
+	    " next_retry_at<=?1) OR (status='scheduled' AND COALESCE(not_before,0)<=?1) OR"
+	    " (status='awaiting_approval' AND approval_deadline<=?1) ORDER BY id", "i", now);
+	if (json_object_array_length(rows) == 0) {
+		json_object_put(rows);
+		return;
+	}
+	outbox_begin();
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *a = json_object_array_get_idx(rows, i);
+		json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
+		const char *st = op_json_str(a, "status", "");
+		/* The row may have moved since the select (an earlier one closed its ticket). */
+		json_object *cur = action_get(A_ID(a));
+		int same = cur && !strcmp(op_json_str(cur, "status", ""), st);
+		json_object_put(cur);
+		if (t == NULL || !same || ticket_closed(t) || dispatch_blocked(t) != NULL) {
+			json_object_put(t);
+			continue; /* kill switch, observe or hold: it waits (its row keeps it) */
+		}
+		if (!strcmp(st, "retry_wait")) {
+			json_object *x = json_object_new_object();
+			json_object_object_add(x, "attempt", json_object_new_int64(op_json_int(a, "attempt", 0) + 1));
+			action_event(t, a, "action_retrying", NULL, x);
+			dispatch_go(t, a, op_json_str(a, "level", "execute"));
+		} else if (!strcmp(st, "scheduled")) {
+			action_set_status(a, "proposed", NULL);
+			if (!strcmp(T_STR(t, "status"), "diagnosed"))
+				dispatch_advance(t);
+		} else {
+			tick_expire(t, a);
+		}
+		json_object_put(t);
+	}
+	json_object_put(rows);
+	outbox_commit();
+}
+
+void
+dispatch_tick_start(void)
+{
+	struct timeval tv = {0, OD_TICK_MS * 1000};
+
+	if (od->tick_armed)
+		return;
+	srandom((unsigned)(op_wall_ms() ^ getpid()));
+	event_assign(&od->tick, od->base, -1, EV_PERSIST, dispatch_tick, NULL);
+	event_add(&od->tick, &tv);
+	od->tick_armed = 1;
+}
+
+/* ---- operators ---- */
+
+static json_object *
+ticket_open_get(int64_t id, char *err, size_t errlen)
+{
+	json_object *t = ticket_get(id);
+
+	if (t == NULL)
+		snprintf(err, errlen, "no ticket %lld", (long long)id);
+	else if (ticket_closed(t)) {
+		snprintf(err, errlen, "ticket %lld is %s (closed)", (long long)id, T_STR(t, "status"));
+		json_object_put(t);
+		t = NULL;
+	}
+	return t;
 }
 
 int
@@ -749,16 +1260,15 @@ dispatch_approve(int64_t action_id, const char *who, char *err, size_t errlen)
 		    op_json_str(a, "status", ""));
 	else if (od->kill_switch)
 		snprintf(err, errlen, "the kill switch is on: no action may run");
+	else if (op_json_int(t, "held", 0))
+		snprintf(err, errlen, "ticket %lld is held: unhold it first", (long long)T_ID(t));
 	else {
-		ledger_exec(od->ledger, "UPDATE actions SET status='pending', decided_by=?1 WHERE id=?2",
-		    "si", who, action_id);
-		json_object *d = json_object_new_object();
-		json_object_object_add(d, "action_id", json_object_new_int64(action_id));
-		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-		json_object_object_add(d, "by", json_object_new_string(who));
-		ticket_event(t, "action_approved", d);
-		ticket_set_status(t, "acting", NULL);
-		dispatch_action(t, a);
+		ledger_exec(od->ledger, "UPDATE actions SET decided_by=?1 WHERE id=?2", "si", who,
+		    action_id);
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "by", json_object_new_string(who));
+		action_event(t, a, "action_approved", NULL, x);
+		dispatch_go(t, a, op_json_str(a, "level", "approve"));
 		rc = 0;
 	}
 	json_object_put(a);
@@ -781,16 +1291,138 @@ dispatch_reject(int64_t action_id, const char *who, const char *reason, char *er
 	else {
 		ledger_exec(od->ledger, "UPDATE actions SET status='rejected', decided_by=?1,"
 		    " error=?2, finished_at=?3 WHERE id=?4", "ssii", who, reason, op_wall_ms(), action_id);
-		json_object *d = json_object_new_object();
-		json_object_object_add(d, "action_id", json_object_new_int64(action_id));
-		json_object_object_add(d, "action", json_object_new_string(op_json_str(a, "name", "")));
-		json_object_object_add(d, "by", json_object_new_string(who));
-		json_object_object_add(d, "reason", json_object_new_string(reason ? reason : ""));
-		ticket_event(t, "action_rejected", d);
-		dispatch_close(t, "rejected", "ticket_rejected", json_object_new_object());
+		json_object *x = json_object_new_object();
+		json_object_object_add(x, "by", json_object_new_string(who));
+		action_event(t, a, "action_rejected", reason ? reason : "", x);
+		json_object *c = json_object_new_object();
+		json_object_object_add(c, "by", json_object_new_string(who));
+		if (reason)
+			json_object_object_add(c, "reason", json_object_new_string(reason));
+		dispatch_close(t, "rejected", "ticket_rejected", c);
 		rc = 0;
 	}
 	json_object_put(a);
+	json_object_put(t);
+	return rc;
+}
+
+int
+dispatch_hold(int64_t ticket_id, int hold, const char *who, char *err, size_t errlen)
+{
+	json_object *t = ticket_open_get(ticket_id, err, errlen);
+
+	if (t == NULL)
+		return -1;
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "by", json_object_new_string(who));
+	if (hold) {
+		ledger_exec(od->ledger, "UPDATE tickets SET held=1, held_by=?1, updated_at=?2 WHERE id=?3",
+		    "sii", who, op_wall_ms(), ticket_id);
+		ticket_event(t, "ticket_held", d);
+	} else {
+		ledger_exec(od->ledger, "UPDATE tickets SET held=0, held_by=NULL, updated_at=?1 WHERE"
+		    " id=?2", "ii", op_wall_ms(), ticket_id);
+		json_object_object_add(t, "held", json_object_new_int64(0));
+		ticket_event(t, "ticket_unheld", d);
+		const char *st = T_STR(t, "status");
+		if (op_json_int(t, "healed_at", 0) > 0 && strcmp(st, "acting") != 0 &&
+		    strcmp(st, "verifying") != 0) {
+			/* It healed (or a fix verified) while held: close it now. */
+			int verified = ledger_scalar(od->ledger, 0, "SELECT result='success' FROM"
+			    " verifications WHERE ticket_id=?1 ORDER BY id DESC LIMIT 1", "i", ticket_id) == 1;
+			json_object *c = json_object_new_object();
+			json_object_object_add(c, "reason", json_object_new_string(verified
+			    ? "fix verified while held" : "invariant healed while held"));
+			dispatch_close(t, verified ? "resolved" : "cleared",
+			    verified ? "ticket_resolved" : "ticket_cleared", c);
+		} else {
+			dispatch_advance(t);
+		}
+	}
+	json_object_put(t);
+	return 0;
+}
+
+int
+dispatch_ack(int64_t ticket_id, const char *who, char *err, size_t errlen)
+{
+	json_object *t = ticket_open_get(ticket_id, err, errlen);
+
+	if (t == NULL)
+		return -1;
+	ledger_exec(od->ledger, "UPDATE tickets SET acked=1, acked_by=?1, acked_at=?2, updated_at=?2"
+	    " WHERE id=?3", "sii", who, op_wall_ms(), ticket_id);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "by", json_object_new_string(who));
+	ticket_event(t, "ticket_acked", d);
+	json_object_put(t);
+	return 0;
+}
+
+int
+dispatch_resolve(int64_t ticket_id, const char *who, const char *reason, char *err,
+    size_t errlen)
+{
+	json_object *t = ticket_open_get(ticket_id, err, errlen);
+
+	if (t == NULL)
+		return -1;
+	ledger_exec(od->ledger, "UPDATE tickets SET resolved_by=?1 WHERE id=?2", "si", who,
+	    ticket_id);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "manual", json_object_new_boolean(1));
+	json_object_object_add(d, "by", json_object_new_string(who));
+	json_object_object_add(d, "reason", json_object_new_string(reason && *reason ? reason
+	    : "resolved by an operator"));
+	dispatch_close(t, "resolved", "ticket_resolved", d);
+	json_object_put(t);
+	return 0;
+}
+
+int
+dispatch_submit(int64_t ticket_id, json_object *steps, int64_t not_before, const char *who,
+    char *err, size_t errlen)
+{
+	json_object *t = ticket_open_get(ticket_id, err, errlen);
+	int rc = -1;
+
+	if (t == NULL)
+		return -1;
+	const char *st = T_STR(t, "status");
+	/* An action in the executor's or verifier's hands finishes first; one
+	 * waiting for approval or a retry is replaced by the operator's plan. */
+	if (!strcmp(st, "acting") || !strcmp(st, "verifying")) {
+		snprintf(err, errlen, "ticket %lld is %s: wait, reject or resolve it first",
+		    (long long)ticket_id, st);
+		goto out;
+	}
+	for (size_t i = 0; i < json_object_array_length(steps); i++) {
+		json_object *s = json_object_array_get_idx(steps, i);
+		char e2[256];
+		json_object *p = json_object_get(op_json_obj(s, "params"));
+		const struct op_action_def *def = step_validate(T_STR(t, "subject"),
+		    op_json_str(s, "action", ""), p ? p : (p = json_object_new_object()), e2, sizeof(e2));
+		json_object_put(p);
+		if (def == NULL) {
+			snprintf(err, errlen, "step %zu: %s", i + 1, e2);
+			goto out;
+		}
+	}
+	int64_t replaced = cancel_waiting(t, 0, "replaced by an operator's workflow");
+	json_object *ids = json_object_new_array();
+	plan_steps(t, steps, who, not_before, 0, ids);
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "by", json_object_new_string(who));
+	json_object_object_add(d, "steps", json_object_get(steps));
+	json_object_object_add(d, "action_ids", ids);
+	json_object_object_add(d, "replaced", json_object_new_int64(replaced));
+	if (not_before > 0)
+		json_object_object_add(d, "not_before", json_object_new_int64(not_before));
+	ticket_event(t, "workflow_submitted", d);
+	ticket_set_status(t, "diagnosed", "workflow submitted by an operator");
+	dispatch_advance(t);
+	rc = 0;
+out:
 	json_object_put(t);
 	return rc;
 }

@@ -61,11 +61,37 @@ static const char *const ledger_migrations[] = {
 	 * offline rules disagree with, a risk tier). */
 	"ALTER TABLE actions ADD COLUMN needs_approval INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE actions ADD COLUMN approval_reason TEXT;",
+	/* 3: acting safely at depth. Retries, approval deadlines, workflows and
+	 * budgets live in rows so that any restart resumes them; levels and
+	 * token buckets persist so a restart never refills a spent budget. */
+	"ALTER TABLE actions ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE actions ADD COLUMN max_attempts INTEGER;"
+	"ALTER TABLE actions ADD COLUMN next_retry_at INTEGER;"
+	"ALTER TABLE actions ADD COLUMN approval_deadline INTEGER;"
+	"ALTER TABLE actions ADD COLUMN requested_by TEXT;"
+	"ALTER TABLE actions ADD COLUMN workflow INTEGER;"
+	"ALTER TABLE actions ADD COLUMN level TEXT;"
+	"ALTER TABLE actions ADD COLUMN charged_at INTEGER;"
+	"ALTER TABLE actions ADD COLUMN budget TEXT;"
+	"ALTER TABLE actions ADD COLUMN applied TEXT;"
+	"ALTER TABLE actions ADD COLUMN target TEXT;"
+	"CREATE INDEX actions_due ON actions(status, next_retry_at);"
+	"ALTER TABLE tickets ADD COLUMN held_by TEXT;"
+	"ALTER TABLE tickets ADD COLUMN acked_by TEXT;"
+	"ALTER TABLE tickets ADD COLUMN acked_at INTEGER;"
+	"ALTER TABLE tickets ADD COLUMN healed_at INTEGER;"
+	"ALTER TABLE tickets ADD COLUMN resolved_by TEXT;"
+	"CREATE TABLE budgets(scope TEXT PRIMARY KEY, milli INTEGER NOT NULL,"
+	" updated_at INTEGER NOT NULL);"
+	"CREATE TABLE action_levels(subject TEXT NOT NULL, action TEXT NOT NULL,"
+	" level TEXT NOT NULL, successes INTEGER NOT NULL DEFAULT 0,"
+	" failures INTEGER NOT NULL DEFAULT 0, changed_at INTEGER, changed_by TEXT,"
+	" PRIMARY KEY(subject, action));",
 };
 
 /* Columns holding JSON text; rows() parses them back. */
 static const char *const ledger_json_cols[] = {
-	"evidence", "diagnosis", "params", "result", "figures", "data", "undo",
+	"evidence", "diagnosis", "params", "result", "figures", "data", "undo", "budget",
 };
 
 static int

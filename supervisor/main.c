@@ -47,7 +47,7 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 
 	for (size_t i = 0; i < op_config_section_count(cfg); i++) {
 		const char *sec = op_config_section_name(cfg, i);
-		if (strcmp(sec, "operatord") && strcmp(sec, "chaos") && strcmp(sec, "diagnoser") &&
+		if (strcmp(sec, "operatord") && strcmp(sec, "chaos") && strcmp(sec, "diagnoser") && strcmp(sec, "safety") &&
 		    strncmp(sec, "subject.", 8)) {
 			snprintf(err, errlen, "unknown section [%s]", sec);
 			return -1;
@@ -103,6 +103,8 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 		od->ctl_gid = g->gr_gid;
 	}
 	if (op_config_bool(cfg, "chaos", "enabled", 0, &od->chaos_enabled, err, errlen) != 0)
+		return -1;
+	if (policy_load(cfg, &od->safety, err, errlen) != 0)
 		return -1;
 	/* Subjects and workers validate their own sections. */
 	struct op_subjects subjects;
@@ -316,11 +318,13 @@ main(int argc, char **argv)
 	od->cfg = op_config_load(od->config_path, err, sizeof(err));
 	if (od->cfg == NULL || od_load_settings(od->cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "operatord: %s: %s\n", od->config_path, err);
+		policy_free(&od->safety);
 		op_config_free(od->cfg);
 		return 1;
 	}
 	if (check) {
 		printf("%s: configuration OK\n", od->config_path);
+		policy_free(&od->safety);
 		op_config_free(od->cfg);
 		return 0;
 	}

@@ -3,6 +3,7 @@
 #define OD_H
 
 #include <event2/event.h>
+#include <event2/event_struct.h> /* the timer is embedded: nothing to free at exit */
 #include <json-c/json.h>
 #include <limits.h>
 #include <nng/nng.h>
@@ -18,8 +19,17 @@
 #define OD_VERIFY_DELAY_MS 5000    /* default verify_delay */
 #define OD_VERIFY_SETTLE_MS 3000   /* invariant must hold this long */
 #define OD_VERIFY_TIMEOUT_MS 60000 /* give up verifying after this */
-#define OD_FLAP_WINDOW_MS (10 * 60 * 1000) /* a recurrence within this reopens */
-#define OD_FLAP_MAX 3              /* reopenings before no more auto-action */
+#define OD_FLAP_WINDOW_MS (10 * 60 * 1000) /* default [safety] flap_window */
+#define OD_FLAP_MAX 3              /* default [safety] flap_max: reopenings before no more auto-action */
+#define OD_TICK_MS 250             /* retry, schedule and approval-deadline timer period */
+#define OD_APPROVAL_TTL_MS (15 * 60 * 1000) /* default [safety] approval_ttl */
+#define OD_RETRY_ATTEMPTS 3        /* default [safety] retry_attempts (executions per action) */
+#define OD_RETRY_MIN_MS 1000       /* default [safety] retry_min: first backoff */
+#define OD_RETRY_MAX_MS 60000      /* default [safety] retry_max: backoff ceiling */
+#define OD_RETRY_JITTER 0.5        /* up to this share of the backoff is added at random */
+#define OD_BLAST_WINDOW_MS (10 * 60 * 1000) /* default [safety] blast_window */
+#define OD_DAY_MS (24 * 3600 * 1000LL) /* the destructive cap's period (UTC day) */
+#define OD_FAULT_LOOKBACK_MS (10 * 60 * 1000) /* postmortem: faults this long before a ticket */
 #define OD_MAX_ATTEMPTS 3          /* remediation attempts per ticket */
 #define OD_CTL_ASYNC_TIMEOUT_MS 15000 /* chaos/observe forwarded to a worker */
 #define OD_CTL_MAX_CLIENTS 64      /* control and event connections at once */
@@ -66,6 +76,28 @@ struct od_outbox_item {
 	struct op_msg msg;
 };
 
+/* A token bucket: capacity tokens, refilled evenly over period_ms. capacity 0 = unlimited. */
+struct od_bucket_cfg {
+	int64_t capacity;
+	int64_t period_ms;
+};
+
+/* The [safety] section (DESIGN §7), validated at start-up. */
+struct od_safety {
+	int64_t approval_ttl_ms;
+	char approval_expiry[16];     /* escalate | reject | execute */
+	char approval_risk[8];        /* lowest risk that needs a human: low|medium|high|none */
+	int64_t retry_attempts, retry_min_ms, retry_max_ms;
+	struct od_bucket_cfg b_action, b_subject;
+	int64_t destructive_per_day;  /* risk-high actions per UTC day; 0 = unlimited */
+	double blast_share;           /* share of a subject's nodes touched in blast_window */
+	int64_t blast_max_nodes;      /* absolute cap (0 = none) */
+	int64_t blast_window_ms;
+	int64_t flap_window_ms, flap_max;
+	int64_t promote_after;        /* 0: no promotion ladder */
+	json_object *levels;          /* {"ACTION": "shadow|approve|execute"} from level.ACTION */
+};
+
 struct od {
 	struct event_base *base;
 	struct op_config *cfg;
@@ -92,6 +124,9 @@ struct od {
 	uint64_t next_id;
 	struct od_outbox_item *outbox;
 	size_t nout, capout;
+	struct od_safety safety;
+	struct event tick;    /* retries, schedules, approval deadlines */
+	int tick_armed;
 };
 
 extern struct od *od;
@@ -121,8 +156,41 @@ json_object *dispatch_settings_body(void);
 int dispatch_approve(int64_t action_id, const char *who, char *err, size_t errlen);
 int dispatch_reject(int64_t action_id, const char *who, const char *reason, char *err,
     size_t errlen);
+int dispatch_hold(int64_t ticket_id, int hold, const char *who, char *err, size_t errlen);
+int dispatch_ack(int64_t ticket_id, const char *who, char *err, size_t errlen);
+int dispatch_resolve(int64_t ticket_id, const char *who, const char *reason, char *err,
+    size_t errlen);
+/* Operator-submitted chain of actions (a workflow; one step is a plain action),
+ * optionally not before not_before (0: now). steps = [{action, params}]. */
+int dispatch_submit(int64_t ticket_id, json_object *steps, int64_t not_before, const char *who,
+    char *err, size_t errlen);
+int dispatch_set_level(const char *subject, const char *action, const char *level,
+    const char *who, char *err, size_t errlen);
+void dispatch_tick_start(void);
+
+/* policy.c: the [safety] section, levels, budgets, blast radius, backoff. */
+int policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t errlen);
+void policy_free(struct od_safety *s);
+const char *policy_level(const char *subject, const char *action);
+int policy_level_valid(const char *level);
+int policy_risk_needs_approval(const char *risk);
+/* Budget and blast radius for one action about to run; NULL when allowed,
+ * else the reason kind ("budget" / "blast radius") and a detail. */
+const char *policy_check(json_object *t, json_object *a, char *detail, size_t len);
+/* Takes the tokens; returns a JSON snapshot of what is left (owned by caller). */
+json_object *policy_charge(json_object *t, json_object *a);
+int64_t policy_backoff_ms(int64_t attempt);
+/* What remains of every budget, the levels and their records. */
+json_object *policy_status(void);
+/* Result of a verification of an action run at `level`: promotion/demotion. */
+void policy_record_outcome(json_object *t, json_object *a, int success);
+const char *policy_target(json_object *params);
+
+/* postmortem.c */
+json_object *postmortem_build(int64_t ticket_id);
 
 /* outbox.c: messages and events go out only after the ledger commit. */
+void outbox_begin(void);
 void outbox_send(int target, enum op_msg_type type, uint64_t id, json_object *body);
 int64_t outbox_event(const char *type, int64_t ticket, const char *subject,
     const char *entity, const char *invariant, json_object *data);

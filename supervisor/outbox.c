@@ -45,6 +45,16 @@ outbox_txn(void)
 	}
 }
 
+/* Opens the transaction that the next outbox_commit ends. Every handler
+ * starts with it, so its first ledger write is already inside: a caller
+ * must never BEGIN on its own (the outbox would not know, and nothing it
+ * wrote would be committed). */
+void
+outbox_begin(void)
+{
+	outbox_txn();
+}
+
 void
 outbox_send(int target, enum op_msg_type type, uint64_t id, json_object *body)
 {

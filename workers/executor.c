@@ -10,11 +10,48 @@
 #include "common/util.h"
 #include "workers/worker.h"
 
+/* Transport errors that prove the request never reached the system (the
+ * connection was refused, the name did not resolve, the node was already
+ * known unreachable), as libcurl and the subjects word them. */
+static const char *const exec_not_sent[] = {
+	"Couldn't connect", "Could not connect", "Connection refused", "Couldn't resolve",
+	"Could not resolve", "is unreachable", "no rate-limiter node is reachable",
+	"unknown node", "URL using bad/illegal format",
+};
+
+/* Whether a failed action took effect: "no" (never reached the system, may
+ * be retried), "rejected" (the system answered and refused: nothing changed,
+ * but trying again will not help), "unknown" (it may have run: a timeout
+ * after sending, a reset mid-answer, a server error: verify, never re-run
+ * blindly). A subject may say so itself with result.applied. */
+static const char *
+exec_classify(const char *err, json_object *result)
+{
+	const char *own = op_json_str(result, "applied", NULL);
+	json_object *st;
+
+	if (own && (!strcmp(own, "no") || !strcmp(own, "rejected") || !strcmp(own, "unknown")))
+		return own;
+	if (result && json_object_object_get_ex(result, "http_status", &st)) {
+		int64_t code = json_object_get_int64(st);
+		if (code >= 400 && code < 500 && code != 408)
+			return code == 429 ? "no" : "rejected";
+		return "unknown";
+	}
+	for (size_t i = 0; err && i < OP_ARRAY_LEN(exec_not_sent); i++)
+		if (strstr(err, exec_not_sent[i]) != NULL)
+			return "no";
+	return "unknown";
+}
+
 static void
 exec_reply(struct worker *w, struct op_msg *m, const char *status, const char *kind,
     const char *reason, json_object *result, int64_t t0)
 {
 	json_object *b = json_object_new_object();
+
+	if (!strcmp(status, "failed"))
+		json_object_object_add(b, "applied", json_object_new_string(exec_classify(reason, result)));
 
 	json_object_object_add(b, "ticket_id", json_object_new_int64(op_json_int(m->body, "ticket_id", 0)));
 	json_object_object_add(b, "action_id", json_object_new_int64(op_json_int(m->body, "action_id", 0)));
@@ -59,11 +96,11 @@ exec_on_msg(struct worker *w, struct op_msg *m)
 	def = sj ? op_subject_action(sj, action) : NULL;
 	if (def == NULL) {
 		snprintf(err, sizeof(err), "no action \"%s\" for subject \"%s\"", action, subject);
-		exec_reply(w, m, "skipped", "precondition", err, NULL, t0);
+		exec_reply(w, m, "skipped", "invalid", err, NULL, t0);
 		return;
 	}
 	if (params == NULL || op_action_validate(def, params, err, sizeof(err)) != 0) {
-		exec_reply(w, m, "skipped", "precondition", err[0] ? err : "no parameters", NULL, t0);
+		exec_reply(w, m, "skipped", "invalid", err[0] ? err : "no parameters", NULL, t0);
 		return;
 	}
 	if ((why = exec_gate(w)) != NULL) {
