@@ -14,6 +14,8 @@
 #define CHAOS_MIN_GAP_MS 10000         /* scheduled injections at most this often */
 #define CHAOS_DEF_GAP_MS 120000        /* default [chaos] interval */
 #define CHAOS_MAX_SCHEDULE 16          /* faults in one schedule */
+#define CHAOS_UNDO_TRIES 5             /* attempts at an undo before giving up */
+#define CHAOS_UNDO_RETRY_MS 2000       /* between undo attempts */
 
 struct fault {
 	int64_t fault_id;       /* ledger id when resumed, 0 when new */
@@ -22,6 +24,7 @@ struct fault {
 	json_object *undo;      /* what undo needs, from inject */
 	json_object *params;
 	int64_t started_at, ttl_ms;
+	int undo_failures;
 	struct event *timer;
 	struct worker *w;
 	struct fault *next;
@@ -81,10 +84,22 @@ chaos_undo(struct worker *w, struct fault *f, const char *reason)
 	struct chaos *c = w->priv;
 	char err[512] = "";
 
-	if (f->sj->ops->undo(f->sj, f->name, f->undo, err, sizeof(err)) != 0)
-		log_warn("undo %s: %s", f->name, err);
-	else
+	if (f->sj->ops->undo(f->sj, f->name, f->undo, err, sizeof(err)) != 0) {
+		/* A transient failure (Redis busy, a node restarting) must not leave
+		 * the fault in place: try again, and give up loudly only at the end. */
+		/* Only the TTL path retries: kill switch, undo-all and shutdown drain
+		 * the list in a loop and must see every fault leave it. */
+		if (++f->undo_failures < CHAOS_UNDO_TRIES && strcmp(reason, "ttl expired") == 0) {
+			log_warn("undo %s failed (%s); retrying in %d ms", f->name, err,
+			    CHAOS_UNDO_RETRY_MS);
+			struct timeval tv = {CHAOS_UNDO_RETRY_MS / 1000, (CHAOS_UNDO_RETRY_MS % 1000) * 1000};
+			evtimer_add(f->timer, &tv);
+			return;
+		}
+		log_err("undo %s failed for good: %s", f->name, err);
+	} else {
 		log_info("fault %s undone (%s)", f->name, reason);
+	}
 	chaos_report(w, f, "cleared", reason, err[0] ? err : NULL);
 	for (struct fault **pp = &c->faults; *pp; pp = &(*pp)->next)
 		if (*pp == f) {
@@ -222,7 +237,8 @@ chaos_do_inject(struct worker *w, const char *name, json_object *params, char *e
 	f->started_at = op_wall_ms();
 	if (sj->ops->inject(sj, name, p, &f->undo, err, errlen) != 0) {
 		log_warn("inject %s failed: %s", name, err);
-		f->undo = json_object_new_object();
+		if (f->undo == NULL)
+			f->undo = json_object_new_object();
 		chaos_report(w, f, "failed", NULL, err);
 		chaos_free(f);
 		return NULL;

@@ -63,11 +63,17 @@ backfill(struct optail *t)
 			return rc;
 		rows = op_json_arr(reply, "result");
 		size_t n = rows ? json_object_array_length(rows) : 0;
+		int64_t before = t->last;
 		for (size_t i = 0; i < n; i++)
 			emit(t, json_object_array_get_idx(rows, i));
 		json_object_put(reply);
 		if (n < OPTAIL_PAGE)
 			return 0;
+		if (t->last == before) {
+			fprintf(stderr, "optail: the daemon keeps returning events before #%lld\n",
+			    (long long)before);
+			return CLIENT_EXIT_FAILED;
+		}
 	}
 }
 

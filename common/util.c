@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +31,16 @@ op_wall_ms(void)
 void
 op_rfc3339(int64_t wall_ms, char out[OP_TS_LEN])
 {
-	time_t secs = (time_t)(wall_ms / 1000);
+	time_t secs;
 	struct tm tm;
 
-	gmtime_r(&secs, &tm);
+	if (wall_ms < 0)
+		wall_ms = 0;
+	secs = (time_t)(wall_ms / 1000);
+	if (gmtime_r(&secs, &tm) == NULL) {
+		snprintf(out, OP_TS_LEN, "invalid-time");
+		return;
+	}
 	snprintf(out, OP_TS_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
 	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
 	    tm.tm_sec, (int)(wall_ms % 1000));
@@ -53,7 +60,7 @@ op_parse_duration(const char *s, int64_t *ms)
 		char *end;
 		errno = 0;
 		double v = strtod(s, &end);
-		if (end == s || errno != 0 || v < 0)
+		if (end == s || errno != 0 || !isfinite(v) || v < 0)
 			return -1;
 		s = end;
 		int64_t unit;
@@ -76,9 +83,12 @@ op_parse_duration(const char *s, int64_t *ms)
 		} else {
 			return -1;
 		}
-		if (v * (double)unit > (double)INT64_MAX / 2)
+		if (v * (double)unit > (double)INT64_MAX / 4)
 			return -1;
-		total += (int64_t)(v * (double)unit + 0.5);
+		int64_t part = (int64_t)(v * (double)unit + 0.5);
+		if (total > INT64_MAX / 2 - part)
+			return -1;
+		total += part;
 		any = 1;
 	}
 	while (isspace((unsigned char)*s))

@@ -81,8 +81,8 @@ control_publish(const struct op_msg *ev)
 	msgpack_sbuffer_init(&sb);
 	if (op_frame_encode(ev, &sb) == 0) {
 		for (struct ctl_client *c = od->clients; c; c = c->next) {
-			if (!c->subscriber)
-				continue;
+			if (c->subscriber <= 0)
+				continue; /* control clients, and ones being hung up on (-1) */
 			/* Never block on a slow reader: it sees the gap in seq and backfills. */
 			if (evbuffer_get_length(bufferevent_get_output(c->bev)) < OD_SUB_MAX_BUF)
 				bufferevent_write(c->bev, sb.data, sb.size);
@@ -262,14 +262,20 @@ parse_id(const char *s, int64_t *id, char *err, size_t errlen)
 	return 0;
 }
 
-static void
+/* Returns 0 once the setting is committed; -1 when the ledger refused it
+ * (then nothing was sent and the caller restores its in-memory value). */
+static int
 control_set_setting(const char *key, const char *value, const char *evtype, json_object *data)
 {
 	outbox_begin();
-	ledger_set_setting(od->ledger, key, value);
+	if (ledger_set_setting(od->ledger, key, value) != 0) {
+		json_object_put(data);
+		outbox_abort();
+		return -1;
+	}
 	outbox_event(evtype, 0, NULL, NULL, NULL, data);
 	dispatch_settings_changed();
-	outbox_commit();
+	return outbox_commit();
 }
 
 static json_object *
@@ -448,9 +454,15 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 			json_object_object_add(d, "from", json_object_new_string(od->mode));
 			json_object_object_add(d, "to", json_object_new_string(m));
 			json_object_object_add(d, "uid", json_object_new_int(uid));
+			char was[sizeof(od->mode)];
+			op_strlcpy(was, od->mode, sizeof(was));
 			op_strlcpy(od->mode, m, sizeof(od->mode));
-			control_set_setting("mode", m, "mode_changed", d);
-			res = json_object_new_string(od->mode);
+			if (control_set_setting("mode", m, "mode_changed", d) != 0) {
+				op_strlcpy(od->mode, was, sizeof(od->mode));
+				snprintf(err, sizeof(err), "the ledger did not record the mode; still %s", was);
+			} else {
+				res = json_object_new_string(od->mode);
+			}
 		}
 	} else if (!strcmp(cmd, "kill-switch")) {
 		const char *v = arg(args, 0);
@@ -459,12 +471,18 @@ control_dispatch(struct ctl_client *c, uint64_t id, const char *cmd, json_object
 		} else if (strcmp(v, "on") && strcmp(v, "off")) {
 			snprintf(err, sizeof(err), "kill-switch takes on or off, not \"%s\"", v);
 		} else {
+			int was = od->kill_switch;
 			od->kill_switch = !strcmp(v, "on");
 			json_object *d = json_object_new_object();
 			json_object_object_add(d, "on", json_object_new_boolean(od->kill_switch));
 			json_object_object_add(d, "uid", json_object_new_int(uid));
-			control_set_setting("kill_switch", v, "kill_switch", d);
-			res = json_object_new_boolean(od->kill_switch);
+			if (control_set_setting("kill_switch", v, "kill_switch", d) != 0) {
+				od->kill_switch = was;
+				snprintf(err, sizeof(err), "the ledger did not record the kill switch; "
+				    "it is still %s", was ? "on" : "off");
+			} else {
+				res = json_object_new_boolean(od->kill_switch);
+			}
 		}
 	} else if (!strcmp(cmd, "approve") || !strcmp(cmd, "reject")) {
 		char who[64];

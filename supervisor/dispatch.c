@@ -150,6 +150,9 @@ dispatch_close(json_object *t, const char *status, const char *type, json_object
 {
 	cancel_waiting(t, 0, status);
 	ticket_set_status(t, status, op_json_str(data, "reason", NULL));
+	/* A hold ends with the ticket: a recurrence must not reopen it frozen. */
+	ledger_exec(od->ledger, "UPDATE tickets SET held=0, held_by=NULL WHERE id=?1", "i", T_ID(t));
+	json_object_object_add(t, "held", json_object_new_int(0));
 	json_object_object_add(data, "duration_ms",
 	    json_object_new_int64(op_wall_ms() - op_json_int(t, "opened_at", 0)));
 	ticket_event(t, type, data);
@@ -454,8 +457,10 @@ dispatch_action(json_object *t, json_object *a)
 	if (od->w[OD_EXECUTOR].state != OD_W_READY)
 		return; /* stays pending; resumed when the executor is ready */
 	int64_t attempt = op_json_int(a, "attempt", 0) + 1;
-	ledger_exec(od->ledger, "UPDATE actions SET status='dispatched', dispatched_at=?1,"
-	    " attempt=?2, next_retry_at=NULL WHERE id=?3", "iii", op_wall_ms(), attempt, A_ID(a));
+	/* Unrecorded means unsent: a pending row would be sent again later. */
+	if (ledger_exec(od->ledger, "UPDATE actions SET status='dispatched', dispatched_at=?1,"
+	    " attempt=?2, next_retry_at=NULL WHERE id=?3", "iii", op_wall_ms(), attempt, A_ID(a)) != 0)
+		return;
 	json_object *x = json_object_new_object();
 	json_object_object_add(x, "attempt", json_object_new_int64(attempt));
 	json_object_object_add(x, "level", json_object_new_string(op_json_str(a, "level", "execute")));
@@ -736,6 +741,13 @@ on_action_result(struct op_msg *m)
 		log_warn("action %lld: duplicate result ignored (status %s)", (long long)aid, ast);
 		goto out;
 	}
+	if (strcmp(status, "executed") && strcmp(status, "failed") && strcmp(status, "skipped")) {
+		/* Nobody knows what happened: never retry it blindly, verify instead. */
+		log_warn("action %lld: unrecognised result status \"%s\"; treating it as unknown",
+		    (long long)aid, status);
+		status = "failed";
+		json_object_object_add(m->body, "applied", json_object_new_string("unknown"));
+	}
 	json_object *x = json_object_new_object();
 	json_object_object_add(x, "duration_ms", json_object_new_int64(op_json_int(m->body, "duration_ms", 0)));
 	json_object_object_add(x, "attempt", json_object_new_int64(op_json_int(a, "attempt", 0)));
@@ -793,7 +805,10 @@ on_action_result(struct op_msg *m)
 			action_set_status(a, "skipped", reason);
 			action_event(t, a, "action_skipped", kind, x);
 			json_object *c = json_object_new_object();
-			if (workflow_verified(t, a)) {
+			if (ticket_closed(t)) {
+				/* A human closed it while the action was in flight. */
+				json_object_put(c);
+			} else if (workflow_verified(t, a)) {
 				/* An earlier step fixed it; the rest of the chain is not needed. */
 				json_object_object_add(c, "reason", json_object_new_string(
 				    "fixed by a verified earlier step; the remaining steps were not needed"));
@@ -804,13 +819,19 @@ on_action_result(struct op_msg *m)
 				dispatch_close(t, "cleared", "ticket_cleared", c);
 			}
 		} else if (!strcmp(kind, "kill switch") || !strcmp(kind, "mode")) {
-			/* Not an attempt, and the go-ahead is void: it must be given again. */
-			ledger_exec(od->ledger, "UPDATE actions SET status='proposed', attempt=MAX(attempt-1,0),"
-			    " decided_by=CASE WHEN requested_by IS NULL THEN NULL ELSE decided_by END"
-			    " WHERE id=?1", "i", aid);
 			action_event(t, a, "action_skipped", kind, x);
-			if (!ticket_closed(t))
+			if (ticket_closed(t)) {
+				/* Closed meanwhile: this plan must never come back on a reopen. */
+				action_set_status(a, "cancelled", "ticket closed while the action was refused");
+			} else {
+				/* Not an attempt, and the go-ahead is void: it must be given again. */
+				ledger_exec(od->ledger, "UPDATE actions SET status='proposed',"
+				    " attempt=MAX(attempt-1,0), decided_by=CASE WHEN requested_by IS NULL"
+				    " THEN NULL ELSE decided_by END WHERE id=?1", "i", aid);
 				ticket_set_status(t, "diagnosed", NULL);
+				/* The switch may already be off again: decide afresh (it re-checks). */
+				dispatch_advance(t);
+			}
 		} else {
 			action_event(t, a, "action_skipped", "precondition", x);
 			/* A precondition refusal never took effect: retry while it may pass. */
@@ -964,6 +985,25 @@ dispatch_worker_msg(struct od_worker *w, struct op_msg *m)
 
 /* ---- worker lifecycle ---- */
 
+/* Pending = cleared to run but never handed over: safe to send now. Called
+ * when the executor is ready and whenever a block (kill switch, mode, hold)
+ * lifts, so an action never waits for an unrelated restart. */
+static void
+dispatch_resume_pending(void)
+{
+	json_object *rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE status='pending'"
+	    " ORDER BY id", "");
+
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+		json_object *a = json_object_array_get_idx(rows, i);
+		json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
+		if (t != NULL && !ticket_closed(t) && dispatch_blocked(t) == NULL)
+			dispatch_action(t, a);
+		json_object_put(t);
+	}
+	json_object_put(rows);
+}
+
 void
 dispatch_worker_ready(struct od_worker *w)
 {
@@ -986,17 +1026,7 @@ dispatch_worker_ready(struct od_worker *w)
 		json_object_put(rows);
 		break;
 	case OD_EXECUTOR:
-		/* Pending = cleared to run but never handed over: safe to send now. */
-		rows = ledger_rows(od->ledger, "SELECT * FROM actions WHERE status='pending'"
-		    " ORDER BY id", "");
-		for (size_t i = 0; i < json_object_array_length(rows); i++) {
-			json_object *a = json_object_array_get_idx(rows, i);
-			json_object *t = ticket_get(op_json_int(a, "ticket_id", 0));
-			if (t != NULL && dispatch_blocked(t) == NULL)
-				dispatch_action(t, a);
-			json_object_put(t);
-		}
-		json_object_put(rows);
+		dispatch_resume_pending();
 		break;
 	case OD_VERIFIER:
 		rows = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE status='verifying'", "");
@@ -1124,9 +1154,10 @@ dispatch_settings_changed(void)
 		json_object_put(rows);
 		return;
 	}
+	dispatch_resume_pending();
 	json_object *rows = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE"
 	    " status='diagnosed'", "");
-	for (size_t i = 0; i < json_object_array_length(rows); i++)
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++)
 		dispatch_advance(json_object_array_get_idx(rows, i));
 	json_object_put(rows);
 }
@@ -1260,6 +1291,8 @@ dispatch_approve(int64_t action_id, const char *who, char *err, size_t errlen)
 		    op_json_str(a, "status", ""));
 	else if (od->kill_switch)
 		snprintf(err, errlen, "the kill switch is on: no action may run");
+	else if (!strcmp(od->mode, "observe"))
+		snprintf(err, errlen, "mode is observe: switch to approve or execute to run actions");
 	else if (op_json_int(t, "held", 0))
 		snprintf(err, errlen, "ticket %lld is held: unhold it first", (long long)T_ID(t));
 	else {
@@ -1335,8 +1368,12 @@ dispatch_hold(int64_t ticket_id, int hold, const char *who, char *err, size_t er
 			    ? "fix verified while held" : "invariant healed while held"));
 			dispatch_close(t, verified ? "resolved" : "cleared",
 			    verified ? "ticket_resolved" : "ticket_cleared", c);
+		} else if (!strcmp(st, "open")) {
+			/* Reopened while held: it never got its diagnosis. */
+			dispatch_start_diagnosis(t);
 		} else {
 			dispatch_advance(t);
+			dispatch_resume_pending();
 		}
 	}
 	json_object_put(t);

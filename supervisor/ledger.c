@@ -360,7 +360,7 @@ ledger_vrows(struct ledger *l, int max, const char *sql, const char *binds, va_l
 {
 	sqlite3_stmt *st = ledger_prepare(l, sql, binds, ap);
 	json_object *arr;
-	int rc;
+	int rc = SQLITE_DONE;
 
 	if (st == NULL)
 		return NULL;
@@ -372,6 +372,13 @@ ledger_vrows(struct ledger *l, int max, const char *sql, const char *binds, va_l
 		for (int i = 0; i < n; i++)
 			json_object_object_add(row, sqlite3_column_name(st, i), ledger_column(st, i));
 		json_object_array_add(arr, row);
+	}
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		/* A partial answer must not pass for the whole truth (recovery reads this). */
+		log_err("\"%s\": %s", sql, sqlite3_errmsg(l->db));
+		sqlite3_finalize(st);
+		json_object_put(arr);
+		return NULL;
 	}
 	sqlite3_finalize(st);
 	return arr;

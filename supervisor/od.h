@@ -56,6 +56,7 @@ struct od_worker {
 	int64_t started_mono, ready_mono;
 	struct od_restart rs;
 	int restarts;
+	int reloading;        /* stopped on purpose: restart at once, not a crash */
 	char last_exit[64];
 };
 

@@ -1,5 +1,6 @@
 /* proc: spawning, readiness, reaping and restarting the worker processes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +108,9 @@ proc_spawn(struct od_worker *w)
 	char title[64];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
-		log_err("%s: socketpair: %s", w->name, strerror(errno));
+		log_err("%s: socketpair: %s; retrying", w->name, strerror(errno));
+		w->state = OD_W_BACKOFF;
+		proc_arm(w, OD_RESTART_MIN_MS);
 		return -1;
 	}
 	snprintf(title, sizeof(title), "operatord: %s", w->name);
@@ -115,14 +118,17 @@ proc_spawn(struct od_worker *w)
 		"--runtime-dir", od->runtime_dir, NULL};
 	pid = fork();
 	if (pid < 0) {
-		log_err("%s: fork: %s", w->name, strerror(errno));
+		log_err("%s: fork: %s; retrying", w->name, strerror(errno));
 		close(sp[0]);
 		close(sp[1]);
+		w->state = OD_W_BACKOFF;
+		proc_arm(w, OD_RESTART_MIN_MS);
 		return -1;
 	}
 	if (pid == 0) {
 		/* Only async-signal-safe calls until exec: nng is not fork-safe. */
-		if (dup2(sp[1], 3) < 0)
+		/* dup2(3, 3) would keep CLOEXEC: clear it instead when the pair landed on 3. */
+		if (sp[1] == 3 ? fcntl(3, F_SETFD, 0) < 0 : dup2(sp[1], 3) < 0)
 			_exit(127);
 		close_range(4, ~0U, 0);
 		setsid();
@@ -221,6 +227,12 @@ proc_send(struct od_worker *w, struct op_msg *m)
 	if (w->state != OD_W_READY)
 		return -1; /* resumed from the ledger when it is ready again */
 	rv = bus_send(w->sock, m, 1);
+	if (rv == NNG_EMSGSIZE) {
+		/* Not the worker's fault: killing it would resend the same frame forever. */
+		log_err("%s: %s frame exceeds %u bytes; not sent", w->name,
+		    op_msg_type_name(m->type), OP_MSG_MAX);
+		return -1;
+	}
 	if (rv != 0) {
 		log_warn("%s: cannot queue %s frame (%s); restarting it", w->name,
 		    op_msg_type_name(m->type), nng_strerror(rv));
@@ -289,7 +301,13 @@ proc_exited(struct od_worker *w, int status)
 			proc_stop_next();
 		return;
 	}
-	struct od_restart_decision dec = od_restart_on_exit(&w->rs, now, ready_for, w->counts);
+	/* A restart we asked for (reload, opsend restart) is no crash. */
+	struct od_restart_decision dec = od_restart_on_exit(&w->rs, now, ready_for,
+	    w->counts && !w->reloading);
+	if (w->reloading) {
+		w->reloading = 0;
+		dec.delay_ms = 0;
+	}
 	if (dec.give_up) {
 		log_err("%s restarted more than %d times in %d s; shutting down", w->name,
 		    OD_INTENSITY, OD_PERIOD_MS / 1000);
@@ -378,8 +396,10 @@ proc_stop_next(void)
 void
 proc_restart_worker(struct od_worker *w)
 {
-	if (w->pid > 0)
+	if (w->pid > 0) {
+		w->reloading = 1;
 		kill(w->pid, SIGTERM);
+	}
 }
 
 const char *

@@ -239,6 +239,45 @@ s_load_stop_all(void)
 			h_load_stop(H->load_pid[i]);
 }
 
+/* A key's limit on a node (GET /api/limits): "limit" is what Redis holds,
+ * "cached_limit" what the node enforces; -1 when the key is not listed. */
+static int64_t
+s_limit(int node, const char *key, const char *field)
+{
+	struct h_resp r = h_http(H->node_port[node], "GET", "/api/limits", NULL);
+	json_object *arr = op_json_arr(r.json, "limits");
+	int64_t v = -1;
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		if (!strcmp(op_json_str(e, "key", ""), key))
+			v = op_json_int(e, field, -1);
+	}
+	h_resp_free(&r);
+	return v;
+}
+
+/* Whether `opsend level` lists this action at this level. */
+static int
+s_level_is(const char *action, const char *want)
+{
+	json_object *lv = NULL;
+	int seen = 0;
+
+	if (h_opsend(&lv, NULL, "level", NULL) != 0) {
+		json_object_put(lv);
+		return 0;
+	}
+	json_object *arr = op_json_arr(lv, "levels");
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++) {
+		json_object *x = json_object_array_get_idx(arr, i);
+		if (!strcmp(op_json_str(x, "action", ""), action))
+			seen = !strcmp(op_json_str(x, "level", ""), want);
+	}
+	json_object_put(lv);
+	return seen;
+}
+
 static int
 s_op(const char *a0, const char *a1, const char *a2, const char *a3)
 {
@@ -778,6 +817,142 @@ START_TEST(t_flap)
 }
 END_TEST
 
+/* A daily cap of one destructive (risk high) action: an operator's
+ * update_limit runs on the first ticket; the same on a second ticket is
+ * refused for the budget, the ticket escalates, and Redis and every node
+ * show that only the first limit change happened. */
+START_TEST(t_destructive_cap)
+{
+	int64_t since;
+	char t[32];
+	json_object *res = NULL;
+
+	s_start("destructive_cap", "execute", "destructive_per_day = 1\napproval_risk = none\n"
+	    "level.resync_node = approve\napproval_ttl = 10m\n");
+	int64_t tid = s_ghost("dc-1", 2, &since);
+	s_wait_ev("action_awaiting_approval", tid, since, S_LOOP_MS);
+	s_id(t, sizeof(t), tid);
+	H_CHECK(h_opsend(&res, NULL, "act", t, "update_limit", "key=dc-1", "limit=5000", NULL) == 0,
+	    "opsend act %s update_limit failed", t);
+	int64_t a1 = op_json_int(json_object_array_get_idx(res, 0), "id", 0);
+	json_object_put(res);
+	json_object *ev = s_wait_ev("action_executed", tid, since, S_LOOP_MS);
+	H_CHECK(s_ev_action(ev) == a1, "executed action %lld, want the update_limit (%lld)",
+	    (long long)s_ev_action(ev), (long long)a1);
+	int ok;
+	H_WAIT(ok, S_LOOP_MS, h_ev_refresh() && h_ev_terminal(tid, since) != NULL);
+	H_CHECK(ok, "ticket %lld did not end after its update_limit", (long long)tid);
+	H_CHECK(s_limit(0, "dc-1", "limit") == 5000, "dc-1 limit in Redis %lld, want 5000",
+	    (long long)s_limit(0, "dc-1", "limit"));
+	json_object *st = h_status();
+	json_object *dz = op_json_obj(op_json_obj(st, "safety"), "destructive_today");
+	H_CHECK(op_json_int(dz, "used", -1) == 1 && op_json_int(dz, "cap", -1) == 1 &&
+	    op_json_int(dz, "left", -1) == 0, "status destructive_today used %lld cap %lld left %lld",
+	    (long long)op_json_int(dz, "used", -1), (long long)op_json_int(dz, "cap", -1),
+	    (long long)op_json_int(dz, "left", -1));
+	json_object_put(st);
+	s_load_stop_all();
+
+	tid = s_ghost("dc-2", 2, &since);
+	s_wait_ev("action_awaiting_approval", tid, since, S_LOOP_MS);
+	s_id(t, sizeof(t), tid);
+	H_CHECK(h_opsend(&res, NULL, "act", t, "update_limit", "key=dc-2", "limit=6000", NULL) == 0,
+	    "opsend act %s update_limit failed", t);
+	int64_t a2 = op_json_int(json_object_array_get_idx(res, 0), "id", 0);
+	json_object_put(res);
+	ev = s_wait_ev("action_skipped", tid, since, S_LOOP_MS);
+	H_CHECK(s_ev_action(ev) == a2 && !strcmp(s_ev_reason(ev), "budget"),
+	    "skipped action %lld for \"%s\", want %lld for budget", (long long)s_ev_action(ev),
+	    s_ev_reason(ev), (long long)a2);
+	H_CHECK(strstr(op_json_str(h_ev_data(ev), "detail", ""), "destructive") != NULL,
+	    "skip detail \"%s\" does not name the daily cap", op_json_str(h_ev_data(ev), "detail", ""));
+	ev = s_wait_ev("ticket_escalated", tid, since, H_WAIT_MS);
+	H_CHECK(strstr(s_ev_reason(ev), "budget") != NULL, "escalation reason \"%s\"", s_ev_reason(ev));
+	s_check_action_status(a2, "skipped");
+	s_quiet("action_dispatched", tid, since);
+	H_CHECK(s_count("action_executed", 0, a2) == 0, "the refused update_limit ran");
+	H_CHECK(s_count("action_dispatched", 0, a1) == 1, "the first update_limit was dispatched %d"
+	    " times", s_count("action_dispatched", 0, a1));
+	/* exactly one limit change: dc-1 moved to 5000, dc-2 stayed at 0 everywhere */
+	H_CHECK(s_limit(0, "dc-1", "limit") == 5000 && s_limit(0, "dc-2", "limit") == 0,
+	    "Redis limits dc-1 %lld dc-2 %lld, want 5000 and 0", (long long)s_limit(0, "dc-1", "limit"),
+	    (long long)s_limit(0, "dc-2", "limit"));
+	for (int i = 0; i < H_NNODES; i++)
+		H_CHECK(s_limit(i, "dc-2", "cached_limit") != 6000, "n%d enforces the refused limit",
+		    i + 1);
+	s_end();
+}
+END_TEST
+
+/* promote_after = 1: a verified approval promotes resync_node to execute;
+ * then an operator's resync of the wrong node runs without approval, its
+ * verification fails, and the action is demoted back to approve: the next
+ * ticket waits for a human again. */
+START_TEST(t_demotion)
+{
+	int64_t since, since2;
+	char a[32], t[32];
+	json_object *res = NULL;
+
+	s_start("demotion", "execute", "level.resync_node = approve\npromote_after = 1\n"
+	    "approval_ttl = 10m\n");
+	int64_t r1 = s_resyncs(0), r3 = s_resyncs(2);
+	/* two tickets wait at level approve: n3 misses dm-1, n2 misses dm-2 */
+	int64_t t1 = s_ghost("dm-1", 2, &since);
+	int64_t a1 = s_ev_action(s_wait_ev("action_awaiting_approval", t1, since, S_LOOP_MS));
+	int64_t t2 = s_ghost("dm-2", 1, &since2);
+	s_wait_ev("action_awaiting_approval", t2, since2, S_LOOP_MS);
+	H_CHECK(s_level_is("resync_node", "approve"), "resync_node does not start at approve");
+
+	/* promotion: one verified success at level approve */
+	s_id(a, sizeof(a), a1);
+	H_CHECK(s_op("approve", a, NULL, NULL) == 0, "approve %s failed", a);
+	s_wait_ev("ticket_resolved", t1, since, S_LOOP_MS);
+	json_object *ev = s_wait_ev("level_changed", 0, since, H_WAIT_MS);
+	H_CHECK(!strcmp(op_json_str(h_ev_data(ev), "from", ""), "approve") &&
+	    !strcmp(op_json_str(h_ev_data(ev), "to", ""), "execute"), "not promoted (%s -> %s)",
+	    op_json_str(h_ev_data(ev), "from", ""), op_json_str(h_ev_data(ev), "to", ""));
+	H_CHECK(s_level_is("resync_node", "execute"), "opsend level does not show execute");
+	int64_t mark = h_ev_seq(ev);
+
+	/* a failed verification at level execute: resync n1 for n2's ghost */
+	s_id(t, sizeof(t), t2);
+	H_CHECK(h_opsend(&res, NULL, "act", t, "resync_node", "node=n1", NULL) == 0,
+	    "opsend act %s failed", t);
+	int64_t a2 = op_json_int(json_object_array_get_idx(res, 0), "id", 0);
+	json_object_put(res);
+	ev = s_wait_ev("action_dispatched", t2, mark, S_LOOP_MS);
+	H_CHECK(s_ev_action(ev) == a2 && !strcmp(op_json_str(h_ev_data(ev), "level", ""), "execute"),
+	    "action %lld dispatched at level %s, want %lld at execute", (long long)s_ev_action(ev),
+	    op_json_str(h_ev_data(ev), "level", ""), (long long)a2);
+	ev = s_wait_ev("verification", t2, mark, S_LOOP_MS);
+	H_CHECK(strcmp(op_json_str(h_ev_data(ev), "result", ""), "success") != 0,
+	    "the resync of the wrong node verified");
+	int64_t vseq = h_ev_seq(ev);
+	ev = s_wait_ev("level_changed", t2, mark, H_WAIT_MS);
+	H_CHECK(h_ev_seq(ev) > vseq, "demoted before the verification failed");
+	H_CHECK(!strcmp(op_json_str(h_ev_data(ev), "action", ""), "resync_node") &&
+	    !strcmp(op_json_str(h_ev_data(ev), "from", ""), "execute") &&
+	    !strcmp(op_json_str(h_ev_data(ev), "to", ""), "approve"), "not demoted (%s %s -> %s)",
+	    op_json_str(h_ev_data(ev), "action", ""), op_json_str(h_ev_data(ev), "from", ""),
+	    op_json_str(h_ev_data(ev), "to", ""));
+	H_CHECK(s_level_is("resync_node", "approve"), "opsend level does not show approve");
+	s_wait_ev("ticket_escalated", t2, mark, S_LOOP_MS);
+	H_CHECK(s_resyncs(0) == r1 + 1 && s_resyncs(2) == r3 + 1,
+	    "resyncs n1 +%lld n3 +%lld, want +1 +1", (long long)(s_resyncs(0) - r1),
+	    (long long)(s_resyncs(2) - r3));
+	s_load_stop_all();
+
+	/* demoted: the next ticket waits for a human again */
+	int64_t t3 = s_ghost("dm-3", 2, &since);
+	ev = s_wait_ev("action_awaiting_approval", t3, since, S_LOOP_MS);
+	H_CHECK(!strcmp(s_ev_reason(ev), "level approve"), "awaiting approval for \"%s\"",
+	    s_ev_reason(ev));
+	H_CHECK(s_resyncs(2) == r3 + 1, "the demoted action ran without approval");
+	s_end();
+}
+END_TEST
+
 /* CHECK_SAFETY_ONLY=t_budget,t_flap runs only those (for development). */
 #define S_ADD(tc, t)                                                           \
 	do {                                                                   \
@@ -806,6 +981,8 @@ safety_suite(void)
 	S_ADD(tc, t_hold_ack_resolve);
 	S_ADD(tc, t_shadow_promotion);
 	S_ADD(tc, t_flap);
+	S_ADD(tc, t_destructive_cap);
+	S_ADD(tc, t_demotion);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -68,6 +68,8 @@ static const char *
 exec_gate(struct worker *w)
 {
 	worker_drain(w);
+	if (w->stopping)
+		return "stopping";
 	if (w->kill_switch)
 		return "kill switch";
 	if (strcmp(w->mode, "observe") == 0)
@@ -76,7 +78,7 @@ exec_gate(struct worker *w)
 }
 
 static void
-exec_on_msg(struct worker *w, struct op_msg *m)
+exec_handle(struct worker *w, struct op_msg *m)
 {
 	const char *subject, *action, *invariant, *entity, *why;
 	json_object *params, *obs = NULL, *result = NULL;
@@ -104,13 +106,16 @@ exec_on_msg(struct worker *w, struct op_msg *m)
 		return;
 	}
 	if ((why = exec_gate(w)) != NULL) {
-		exec_reply(w, m, "skipped", why, why, NULL, t0);
+		/* Stopping: no answer; the supervisor marks the action unknown and verifies. */
+		if (!w->stopping)
+			exec_reply(w, m, "skipped", why, why, NULL, t0);
 		return;
 	}
 	if (sj->ops->observe(sj, &obs, err, sizeof(err)) != 0) {
 		char why2[600];
 		snprintf(why2, sizeof(why2), "cannot observe %s right before acting: %s", subject, err);
 		exec_reply(w, m, "skipped", "precondition", why2, NULL, t0);
+		json_object_put(obs);
 		return;
 	}
 	struct op_readings rd = {0};
@@ -134,7 +139,8 @@ exec_on_msg(struct worker *w, struct op_msg *m)
 	}
 	/* The last word before the side effect: a kill switch set a moment ago wins. */
 	if ((why = exec_gate(w)) != NULL) {
-		exec_reply(w, m, "skipped", why, why, NULL, t0);
+		if (!w->stopping)
+			exec_reply(w, m, "skipped", why, why, NULL, t0);
 		goto out;
 	}
 	log_info("executing %s %s for ticket %lld", action,
@@ -157,6 +163,14 @@ exec_init(struct worker *w, char *err, size_t errlen)
 	(void)err;
 	(void)errlen;
 	return 0;
+}
+
+static void
+exec_on_msg(struct worker *w, struct op_msg *m)
+{
+	w->gate++;
+	exec_handle(w, m);
+	w->gate--;
 }
 
 const struct worker_role executor_role = {

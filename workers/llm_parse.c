@@ -1,6 +1,7 @@
 /* llm_parse: what came back, and whether it may be acted on. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,7 +364,8 @@ llm_check_answer(const struct op_subject *sj, json_object *d, char *errs, size_t
 		llm_err(&e, "primary_diagnosis must be a non-empty string");
 	if (!llm_is(d, "confidence", json_type_double))
 		llm_err(&e, "confidence must be a number");
-	else if (op_json_double(d, "confidence", 0) < 0 || op_json_double(d, "confidence", 0) > 1)
+	else if (!isfinite(op_json_double(d, "confidence", 0)) ||
+	    op_json_double(d, "confidence", 0) < 0 || op_json_double(d, "confidence", 0) > 1)
 		llm_err(&e, "confidence %g is outside 0..1", op_json_double(d, "confidence", 0));
 	if (!llm_in(op_json_str(d, "severity", ""), sev, 3))
 		llm_err(&e, "severity must be critical, warning or info");

@@ -164,6 +164,17 @@ obs_poll_subject(struct worker *w, struct observer *o, struct op_subject *sj, in
 		obs_apply(w, o, sj->name, s->invariant, "warning", 0,
 		    def ? def->clear_for_ms : OBS_UNREACHABLE_CLEAR_MS, &r, now);
 	}
+	/* Only firing fingerprints and running hold-for clocks need memory: keys
+	 * come and go, and the list must not grow with every one ever seen. */
+	for (struct obs_state **pp = &o->states; *pp;) {
+		struct obs_state *s = *pp;
+		if (strcmp(s->subject, sj->name) == 0 && !s->firing && s->violated_since == 0) {
+			*pp = s->next;
+			free(s);
+			continue;
+		}
+		pp = &s->next;
+	}
 out:
 	if (o->polls % 30 == 0) {
 		json_object *b = json_object_new_object();

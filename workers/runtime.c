@@ -26,8 +26,15 @@ worker_send(struct worker *w, enum op_msg_type type, uint64_t id, json_object *b
 
 	op_msg_init(&m, type, id, body);
 	rv = bus_send(w->sock, &m, 0);
-	if (rv != 0)
-		log_warn("cannot send %s frame: %s", op_msg_type_name(type), nng_strerror(rv));
+	if (rv != 0 && rv != NNG_EMSGSIZE) {
+		/* What we could not say is lost with our memory of it: restart, and
+		 * the supervisor re-sends our work from the ledger. */
+		log_err("cannot send %s frame: %s; restarting", op_msg_type_name(type),
+		    nng_strerror(rv));
+		worker_stop(w);
+	} else if (rv != 0) {
+		log_err("%s frame too large to send; dropped", op_msg_type_name(type));
+	}
 	op_msg_clear(&m);
 	return rv == 0 ? 0 : -1;
 }
@@ -49,6 +56,39 @@ worker_handle(struct worker *w, struct op_msg *m)
 	w->role->on_msg(w, m);
 }
 
+static void
+worker_defer(struct worker *w, struct op_msg *m)
+{
+	struct worker_deferred *d = calloc(1, sizeof(*d));
+
+	if (d == NULL) {
+		log_err("out of memory deferring a %s frame; restarting", op_msg_type_name(m->type));
+		op_msg_clear(m);
+		worker_stop(w);
+		return;
+	}
+	d->m = *m;
+	if (w->deferred_tail == NULL)
+		w->deferred_tail = &w->deferred;
+	*w->deferred_tail = d;
+	w->deferred_tail = &d->next;
+}
+
+/* Runs what was deferred during a gate, in arrival order. */
+static void
+worker_run_deferred(struct worker *w)
+{
+	while (w->gate == 0 && w->deferred != NULL && !w->stopping) {
+		struct worker_deferred *d = w->deferred;
+		w->deferred = d->next;
+		if (w->deferred == NULL)
+			w->deferred_tail = &w->deferred;
+		worker_handle(w, &d->m);
+		op_msg_clear(&d->m);
+		free(d);
+	}
+}
+
 void
 worker_drain(struct worker *w)
 {
@@ -56,7 +96,7 @@ worker_drain(struct worker *w)
 	char err[256];
 	int rc;
 
-	while ((rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0) {
+	while (!w->stopping && (rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0) {
 		if (rc == -2)
 			return;
 		if (rc < 0) {
@@ -64,6 +104,10 @@ worker_drain(struct worker *w)
 			log_err("bad frame from the supervisor: %s", err);
 			worker_stop(w);
 			return;
+		}
+		if (w->gate > 0 && m.type != OP_MSG_SETTINGS) {
+			worker_defer(w, &m);
+			continue;
 		}
 		worker_handle(w, &m);
 		op_msg_clear(&m);
@@ -82,6 +126,7 @@ worker_on_frame(evutil_socket_t fd, short ev, void *arg)
 	(void)fd;
 	(void)ev;
 	worker_drain(arg);
+	worker_run_deferred(arg);
 }
 
 static void
@@ -160,6 +205,11 @@ worker_main(const char *role, const char *config, const char *runtime_dir, int v
 	w->cfg = op_config_load(config, err, sizeof(err));
 	if (w->cfg == NULL)
 		fatal("%s", err);
+	/* Only the diagnoser needs the model's key: no other worker (nor anything
+	 * a subject spawns) inherits it. */
+	const char *keyenv = op_config_get(w->cfg, "diagnoser", "api_key_env");
+	if (keyenv != NULL && strcmp(role, "diagnoser") != 0)
+		unsetenv(keyenv);
 	if (op_subjects_create(&w->subjects, w->cfg, err, sizeof(err)) != 0)
 		fatal("%s", err);
 	w->base = event_base_new();
@@ -191,6 +241,12 @@ worker_main(const char *role, const char *config, const char *runtime_dir, int v
 	event_base_dispatch(w->base);
 	if (w->role->fini)
 		w->role->fini(w);
+	while (w->deferred) {
+		struct worker_deferred *d = w->deferred;
+		w->deferred = d->next;
+		op_msg_clear(&d->m);
+		free(d);
+	}
 	event_free(w->recv_ev);
 	if (w->lifeline_ev)
 		event_free(w->lifeline_ev);

@@ -16,7 +16,9 @@ struct vjob {
 	char subject[OP_NAME_MAX], invariant[OP_NAME_MAX], entity[OP_ENTITY_MAX];
 	char action[OP_NAME_MAX];
 	json_object *params;
-	int64_t executed_at, delay_ms, settle_ms, timeout_ms; /* wall clock ms */
+	int64_t executed_at;  /* wall clock ms, as recorded in the ledger */
+	int64_t base_mono;    /* executed_at on the monotonic clock: timing uses this */
+	int64_t delay_ms, settle_ms, timeout_ms;
 	int64_t healthy_since;
 	int checks, healthy_checks;
 	json_object *last;  /* figures of the last check */
@@ -63,7 +65,7 @@ ver_figures(struct vjob *j, const struct op_reading *r, int64_t now)
 	}
 	json_object_object_add(f, "checks", json_object_new_int(j->checks));
 	json_object_object_add(f, "healthy_checks", json_object_new_int(j->healthy_checks));
-	json_object_object_add(f, "waited_ms", json_object_new_int64(now - j->executed_at));
+	json_object_object_add(f, "waited_ms", json_object_new_int64(now - j->base_mono));
 	json_object_object_add(f, "verify_delay_ms", json_object_new_int64(j->delay_ms));
 	json_object_object_add(f, "settle_ms", json_object_new_int64(j->settle_ms));
 	return f;
@@ -95,7 +97,7 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 	int due = 0, ok;
 
 	for (struct vjob *j = v->jobs; j; j = j->next)
-		if (!strcmp(j->subject, sj->name) && now >= j->executed_at + j->delay_ms)
+		if (!strcmp(j->subject, sj->name) && now >= j->base_mono + j->delay_ms)
 			due = 1;
 	if (!due)
 		return;
@@ -104,7 +106,7 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 		sj->ops->check(sj, obs, &rd);
 	for (struct vjob **pp = &v->jobs; *pp;) {
 		struct vjob *j = *pp;
-		if (strcmp(j->subject, sj->name) != 0 || now < j->executed_at + j->delay_ms) {
+		if (strcmp(j->subject, sj->name) != 0 || now < j->base_mono + j->delay_ms) {
 			pp = &j->next;
 			continue;
 		}
@@ -133,10 +135,10 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 			result = "success";
 			snprintf(why, sizeof(why), "%s holds for %s after %s (%lld ms settled)",
 			    j->invariant, j->entity, j->action, (long long)(now - j->healthy_since));
-		} else if (now - j->executed_at > j->timeout_ms) {
+		} else if (now - j->base_mono > j->timeout_ms) {
 			result = "failure";
 			snprintf(why, sizeof(why), "%s still not holding for %s %lld ms after %s",
-			    j->invariant, j->entity, (long long)(now - j->executed_at), j->action);
+			    j->invariant, j->entity, (long long)(now - j->base_mono), j->action);
 		}
 		json_object_put(judged.evidence);
 		if (result != NULL) {
@@ -156,7 +158,7 @@ ver_on_timer(evutil_socket_t fd, short ev, void *arg)
 {
 	struct worker *w = arg;
 	struct verifier *v = w->priv;
-	int64_t now = op_wall_ms();
+	int64_t now = op_mono_ms();
 
 	(void)fd;
 	(void)ev;
@@ -202,6 +204,10 @@ ver_on_msg(struct worker *w, struct op_msg *m)
 	op_strlcpy(j->action, op_json_str(m->body, "action", ""), sizeof(j->action));
 	j->params = json_object_get(op_json_obj(m->body, "params"));
 	j->executed_at = op_json_int(m->body, "executed_at", op_wall_ms());
+	/* The wall clock only says how long ago it was; from here on an NTP step
+	 * must not fail or stall a verification. */
+	int64_t ago = op_wall_ms() - j->executed_at;
+	j->base_mono = op_mono_ms() - (ago > 0 ? ago : 0);
 	j->delay_ms = op_json_int(m->body, "verify_delay_ms", 5000);
 	j->settle_ms = op_json_int(m->body, "settle_ms", 3000);
 	j->timeout_ms = op_json_int(m->body, "timeout_ms", 60000);

@@ -15,6 +15,10 @@
 #define WK_VERIFY_TICK_MS 500    /* verifier re-check period */
 
 struct worker;
+struct worker_deferred {
+	struct op_msg m;
+	struct worker_deferred *next;
+};
 
 struct worker_role {
 	const char *name;
@@ -35,6 +39,11 @@ struct worker {
 	int kill_switch;
 	int chaos_enabled;
 	int stopping;
+	/* >0 while a side effect is being prepared: a drain then applies only
+	 * settings (a kill switch must win) and defers everything else, so no
+	 * second action can run inside the first one's safety checks. */
+	int gate;
+	struct worker_deferred *deferred, **deferred_tail;
 	void *priv;
 };
 
