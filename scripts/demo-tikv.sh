@@ -40,18 +40,11 @@ PDSIM_PID=
 cleanup() {
   local rc=$?
   # operatord first: on SIGTERM it undoes its faults (restarts a killed store)
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 1 100); do
-    alive=0; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && break; sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  op_stop_pids "${PIDS[@]}"
   # pdsim stops its store processes itself (they also die with it: PDEATHSIG)
   if [ -n "$PDSIM_PID" ]; then
     kill -CONT "$PDSIM_PID" 2>/dev/null || true
-    kill "$PDSIM_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$PDSIM_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$PDSIM_PID" 2>/dev/null || true
+    op_stop_pids "$PDSIM_PID"
   fi
   if [ $rc -ne 0 ]; then echo "logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
   exit $rc

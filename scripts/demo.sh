@@ -33,13 +33,8 @@ WORK=$(mktemp -d /tmp/operatord-demo.XXXXXX)
 PIDS=()
 cleanup() {
   local rc=$?
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  # operatord undoes its faults on SIGTERM; give it the time to.
-  for _ in $(seq 1 100); do
-    alive=0; for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive -eq 0 ] && break; sleep 0.1
-  done
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  # operatord undoes its faults on SIGTERM; op_stop_pids gives it the time to.
+  op_stop_pids "${PIDS[@]}"
   # A node restarted by chaos (node_kill undo) is not our child: find it by its runtime dir.
   pkill -f -- "--node-id demo-" 2>/dev/null || true
   [ -n "${REDIS_PID:-}" ] && kill "$REDIS_PID" 2>/dev/null || true
