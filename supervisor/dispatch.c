@@ -346,7 +346,14 @@ plan_steps(json_object *t, json_object *recs, const char *requested_by, int64_t 
 	int64_t wf = 0;
 	int planned = 0;
 
-	for (size_t i = 0; recs && i < json_object_array_length(recs); i++) {
+	size_t nrecs = recs ? json_object_array_length(recs) : 0;
+	if (nrecs > OD_PLAN_MAX_STEPS) {
+		/* A plan that long is not a remedy; a frame may carry 200k values. */
+		log_warn("ticket %lld: %zu recommended steps, keeping the first %d", (long long)T_ID(t),
+		    nrecs, OD_PLAN_MAX_STEPS);
+		nrecs = OD_PLAN_MAX_STEPS;
+	}
+	for (size_t i = 0; i < nrecs; i++) {
 		json_object *r = json_object_array_get_idx(recs, i);
 		const char *name = op_json_str(r, "action", "");
 		json_object *params = op_json_obj(r, "parameters");

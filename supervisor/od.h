@@ -35,6 +35,7 @@
 #define OD_CTL_MAX_CLIENTS 64      /* control and event connections at once */
 #define OD_SUB_MAX_BUF (4u << 20)  /* bytes queued to a slow optail before dropping */
 #define OD_WORKER_SENDBUF 1024     /* frames queued per worker channel */
+#define OD_PLAN_MAX_STEPS 16       /* steps kept from one diagnosis or one workflow */
 
 enum od_role { OD_OBSERVER, OD_DIAGNOSER, OD_EXECUTOR, OD_VERIFIER, OD_CHAOS, OD_NWORKERS };
 
