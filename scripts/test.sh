@@ -6,11 +6,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps.sh
 op_install_deps
+dir=build
 if [ "${1:-}" = "--asan" ]; then
-  op_build build-asan -Db_sanitize=address,undefined -Db_lundef=false
+  dir=build-asan
+  op_build "$dir" -Db_sanitize=address,undefined -Db_lundef=false
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  meson test -C build-asan --print-errorlogs --num-processes 2
 else
-  op_build build
-  meson test -C build --print-errorlogs --num-processes 2
+  op_build "$dir"
 fi
+rc=0
+meson test -C "$dir" --print-errorlogs --num-processes 2 || rc=$?
+# One plain closing line, whatever reads this output.
+log="$dir/meson-logs/testlog.json"
+if [ -f "$log" ]; then
+  passed=$(grep -c '"result": "OK"' "$log" || true)
+  failed=$(grep -vc '"result": "OK"' "$log" || true)
+  echo "$dir: $passed passed, $failed failed"
+fi
+exit $rc
