@@ -39,8 +39,7 @@
 
 enum od_role { OD_OBSERVER, OD_DIAGNOSER, OD_EXECUTOR, OD_VERIFIER, OD_CHAOS, OD_NWORKERS };
 
-enum od_wstate { OD_W_STOPPED, OD_W_STARTING, OD_W_READY, OD_W_BACKOFF, OD_W_STOPPING,
-	OD_W_DISABLED };
+enum od_wstate { OD_W_STOPPED, OD_W_STARTING, OD_W_READY, OD_W_BACKOFF, OD_W_STOPPING };
 
 struct od_worker {
 	enum od_role role;

@@ -30,7 +30,7 @@ static void proc_on_timer(evutil_socket_t fd, short ev, void *arg);
 static int
 proc_open_channel(struct od_worker *w)
 {
-	int rv = bus_open(&w->sock, BUS_PAIR, w->url, 1);
+	int rv = bus_open(&w->sock, w->url, 1);
 
 	if (rv != 0) {
 		log_err("%s: %s", w->url, nng_strerror(rv));
@@ -406,7 +406,7 @@ const char *
 od_worker_state_name(enum od_wstate s)
 {
 	static const char *const names[] = {"stopped", "starting", "ready", "backoff",
-		"stopping", "disabled"};
+		"stopping"};
 	return names[s];
 }
 

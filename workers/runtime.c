@@ -214,7 +214,7 @@ worker_main(const char *role, const char *config, const char *runtime_dir, int v
 		fatal("%s", err);
 	w->base = event_base_new();
 	snprintf(url, sizeof(url), "ipc://%s/w-%s.ipc", runtime_dir, role);
-	if ((rv = bus_open(&w->sock, BUS_PAIR, url, 0)) != 0)
+	if ((rv = bus_open(&w->sock, url, 0)) != 0)
 		fatal("%s: %s", url, nng_strerror(rv));
 	bus_set_send_timeout(w->sock, OP_BUS_SEND_TIMEOUT_MS);
 	w->recv_ev = event_new(w->base, bus_recv_fd(w->sock), EV_READ | EV_PERSIST, worker_on_frame, w);
