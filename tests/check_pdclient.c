@@ -1,7 +1,7 @@
 /* check_pdclient: pdclient's parsers on every real PD fixture, its error
  * mapping for every PD error body form, garbage and truncated bodies, the
  * exact request bytes it sends, and transport failures.
- * Env: PD_FIXTURES_DIR (shared/fixtures/pd). */
+ * Env: PD_FIXTURES_DIR (tests/fixtures/pd). */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
