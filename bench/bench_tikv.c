@@ -2,7 +2,7 @@
  * 1k, 10k and 100k regions. A benchmark, not a test: it prints figures and
  * fails only when it cannot run at all.
  *
- *   PDSIM_BIN=build/subjects/tikv/pdsim build/bench/bench_tikv [regions...]
+ *   PDSIM_BIN=build/subjects/tikv/pdsim/pdsim build/bench/bench_tikv [regions...]
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -32,7 +32,7 @@ echo "== building" >&2
 op_build build >/dev/null
 B=$ROOT/build
 OPERATORD=$B/supervisor/operatord OPSEND=$B/clients/opsend OPTAIL=$B/clients/optail
-PDSIM=$B/subjects/tikv/pdsim
+PDSIM=$B/subjects/tikv/pdsim/pdsim
 
 WORK=$(mktemp -d /tmp/operatord-tikv-demo.XXXXXX)
 PIDS=()

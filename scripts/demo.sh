@@ -27,7 +27,7 @@ echo "== building" >&2
 op_build build >/dev/null
 B=$ROOT/build
 OPERATORD=$B/supervisor/operatord OPSEND=$B/clients/opsend OPTAIL=$B/clients/optail
-RLNODE=$B/subjects/ratelimiter/rlnode RLLOAD=$B/subjects/ratelimiter/rlload
+RLNODE=$B/subjects/ratelimiter/rlnode/rlnode RLLOAD=$B/subjects/ratelimiter/rlnode/rlload
 
 WORK=$(mktemp -d /tmp/operatord-demo.XXXXXX)
 PIDS=()

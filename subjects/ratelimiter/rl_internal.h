@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "subjects/ratelimiter/rl_wire.h"
 #include "subjects/subject.h"
 
 #define RL_SUBJECT "ratelimiter"
@@ -17,8 +18,8 @@
 #define RL_NODES_MAX 32              /* configured node URLs */
 #define RL_URL_MAX 256               /* bytes in a node base URL */
 #define RL_HOST_MAX 256              /* bytes in the Redis host name */
-#define RL_ID_MAX 65                 /* node id (64) and NUL */
-#define RL_KEYNAME_MAX 200           /* bytes in a rate-limit key, as rlnode */
+#define RL_ID_MAX (RLW_NODE_ID_MAX + 1) /* node id and NUL */
+#define RL_KEYNAME_MAX RLW_KEY_MAX   /* bytes in a rate-limit key */
 #define RL_REQ_URL_MAX (RL_URL_MAX + 3 * RL_KEYNAME_MAX + 64) /* base + encoded key + path */
 
 #define RL_REDIS_TIMEOUT_MS 500      /* observer's own Redis connect and command timeout */

@@ -308,7 +308,7 @@ rl_probe_nodes(struct rl_priv *p, struct rl_probe *out)
 	size_t ok = 0;
 
 	for (size_t i = 0; i < p->nnodes; i++) {
-		snprintf(urls[i], sizeof(urls[i]), "%s/health", p->nodes[i]);
+		snprintf(urls[i], sizeof(urls[i]), "%s" RLW_PATH_HEALTH, p->nodes[i]);
 		rl_req_get(&reqs[i], urls[i], p->timeout_ms);
 	}
 	op_http_multi(reqs, p->nnodes);
@@ -629,8 +629,8 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 	struct rl_merge m = {NULL, 0, 0, json_object_new_object()};
 
 	for (size_t i = 0; i < nn; i++) {
-		snprintf(urls[i], sizeof(urls[i]), "%s/health", p->nodes[i]);
-		snprintf(urls[nn + i], sizeof(urls[nn + i]), "%s/api/counters?at=%lld", p->nodes[i],
+		snprintf(urls[i], sizeof(urls[i]), "%s" RLW_PATH_HEALTH, p->nodes[i]);
+		snprintf(urls[nn + i], sizeof(urls[nn + i]), "%s" RLW_PATH_COUNTERS "?at=%lld", p->nodes[i],
 		    (long long)at_ms);
 		rl_req_get(&reqs[i], urls[i], p->timeout_ms);
 		rl_req_get(&reqs[nn + i], urls[nn + i], p->timeout_ms);

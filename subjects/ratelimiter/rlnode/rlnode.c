@@ -11,24 +11,24 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RL_DEFAULT_LIMIT 100
-#define RL_DEFAULT_WINDOW_MS 60000
-#define RL_DEFAULT_REDIS_TIMEOUT_MS 150
-#define RL_DEFAULT_RETRIES 2
-#define RL_DEFAULT_HEARTBEAT_MS 1000
-#define RL_DEFAULT_NODE_TTL_MS 5000
-#define RL_DEFAULT_LIMIT_REFRESH_MS 60000
-#define RL_RETRIES_MAX (RL_POOL_SIZE - 1) /* each retry needs a different connection */
+#define RLN_DEFAULT_LIMIT 100
+#define RLN_DEFAULT_WINDOW_MS 60000
+#define RLN_DEFAULT_REDIS_TIMEOUT_MS 150
+#define RLN_DEFAULT_RETRIES 2
+#define RLN_DEFAULT_HEARTBEAT_MS 1000
+#define RLN_DEFAULT_NODE_TTL_MS 5000
+#define RLN_DEFAULT_LIMIT_REFRESH_MS 60000
+#define RLN_RETRIES_MAX (RLN_POOL_SIZE - 1) /* each retry needs a different connection */
 
 int64_t
-rl_now_est(const struct rlnode *n)
+rln_now_est(const struct rlnode *n)
 {
 	/* Without any Redis reply yet, the wall clock is the best guess. */
 	return n->have_off ? op_mono_ms() + n->redis_off_ms : op_wall_ms();
 }
 
 void
-rl_note_redis_time(struct rlnode *n, int64_t redis_ms)
+rln_note_redis_time(struct rlnode *n, int64_t redis_ms)
 {
 	if (redis_ms <= 0)
 		return;
@@ -37,27 +37,27 @@ rl_note_redis_time(struct rlnode *n, int64_t redis_ms)
 }
 
 int
-rl_redis_up(const struct rlnode *n)
+rln_redis_up(const struct rlnode *n)
 {
 	int i;
 
-	for (i = 0; i < RL_POOL_SIZE; i++)
+	for (i = 0; i < RLN_POOL_SIZE; i++)
 		if (n->conns[i].connected)
 			return 1;
 	return 0;
 }
 
 int
-rl_degraded(const struct rlnode *n)
+rln_degraded(const struct rlnode *n)
 {
-	return !rl_redis_up(n) || (n->last_fail_open_mono != 0 &&
-	    op_mono_ms() - n->last_fail_open_mono < RL_DEGRADED_HOLD_MS);
+	return !rln_redis_up(n) || (n->last_fail_open_mono != 0 &&
+	    op_mono_ms() - n->last_fail_open_mono < RLN_DEGRADED_HOLD_MS);
 }
 
-const struct rl_limit *
-rl_limit_for(const struct rlnode *n, const char *key, struct rl_limit *tmp)
+const struct rln_limit *
+rln_limit_for(const struct rlnode *n, const char *key, struct rln_limit *tmp)
 {
-	const struct rl_limit *l = rl_map_get(&n->limits, key);
+	const struct rln_limit *l = rln_map_get(&n->limits, key);
 
 	if (l != NULL)
 		return l;
@@ -66,57 +66,57 @@ rl_limit_for(const struct rlnode *n, const char *key, struct rl_limit *tmp)
 	return tmp;
 }
 
-struct rl_acct *
-rl_acct_for(struct rlnode *n, const char *key)
+struct rln_acct *
+rln_acct_for(struct rlnode *n, const char *key)
 {
-	return rl_map_get_or_add(&n->acct, key, rl_acct_new);
+	return rln_map_get_or_add(&n->acct, key, rln_acct_new);
 }
 
 /* ---- timers ---- */
 
 static void
-rl_heartbeat_tick(evutil_socket_t fd, short ev, void *arg)
+rln_heartbeat_tick(evutil_socket_t fd, short ev, void *arg)
 {
-	rl_heartbeat(arg);
+	rln_heartbeat(arg);
 }
 
 static void
-rl_refresh_tick(evutil_socket_t fd, short ev, void *arg)
+rln_refresh_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	struct rlnode *n = arg;
 
-	if (rl_limits_reload(n, NULL, NULL) < 0)
+	if (rln_limits_reload(n, NULL, NULL) < 0)
 		log_warn("periodic limits refresh skipped: redis not connected");
 }
 
-struct rl_sweep {
+struct rln_sweep {
 	struct rlnode *n;
 	int64_t now;
 };
 
 static int
-rl_sweep_one(const char *key, void *val, void *arg)
+rln_sweep_one(const char *key, void *val, void *arg)
 {
-	struct rl_sweep *s = arg;
-	struct rl_acct *a = val;
-	struct rl_limit tmp;
+	struct rln_sweep *s = arg;
+	struct rln_acct *a = val;
+	struct rln_limit tmp;
 
-	rl_acct_prune(a, s->now, rl_limit_for(s->n, key, &tmp)->window_ms);
+	rln_acct_prune(a, s->now, rln_limit_for(s->n, key, &tmp)->window_ms);
 	/* An empty log carries nothing Redis cannot tell us again (reset time). */
 	return a->na == 0 && a->nbl == 0;
 }
 
 static void
-rl_sweep_tick(evutil_socket_t fd, short ev, void *arg)
+rln_sweep_tick(evutil_socket_t fd, short ev, void *arg)
 {
 	struct rlnode *n = arg;
-	struct rl_sweep s = {n, rl_now_est(n)};
+	struct rln_sweep s = {n, rln_now_est(n)};
 
-	rl_map_each(&n->acct, rl_sweep_one, &s, rl_acct_free);
+	rln_map_each(&n->acct, rln_sweep_one, &s, rln_acct_free);
 }
 
 static struct event *
-rl_periodic(struct rlnode *n, int64_t ms, event_callback_fn fn)
+rln_periodic(struct rlnode *n, int64_t ms, event_callback_fn fn)
 {
 	struct event *ev = event_new(n->base, -1, EV_PERSIST, fn, n);
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
@@ -129,7 +129,7 @@ rl_periodic(struct rlnode *n, int64_t ms, event_callback_fn fn)
 /* ---- shutdown ---- */
 
 static void
-rl_stop_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_stop_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY)
 		log_warn("deregistration failed: %s", err ? err : "bad reply");
@@ -139,7 +139,7 @@ rl_stop_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 }
 
 static void
-rl_signal(evutil_socket_t sig, short ev, void *arg)
+rln_signal(evutil_socket_t sig, short ev, void *arg)
 {
 	struct rlnode *n = arg;
 
@@ -149,33 +149,33 @@ rl_signal(evutil_socket_t sig, short ev, void *arg)
 	}
 	n->stopping = 1;
 	log_info("signal %d: deregistering and stopping", (int)sig);
-	if (rl_deregister(n, rl_stop_done) < 0)
+	if (rln_deregister(n, rln_stop_done) < 0)
 		event_base_loopbreak(n->base);
 }
 
 static void
-rl_free(struct rlnode *n)
+rln_free(struct rlnode *n)
 {
 	struct event *evs[] = {n->sigterm_ev, n->sigint_ev, n->heartbeat_ev, n->refresh_ev,
 	    n->sweep_ev};
 	size_t i;
 
 	/* Redis first: it answers every HTTP request still waiting on it. */
-	rl_redis_stop(n);
+	rln_redis_stop(n);
 	if (n->http)
 		evhttp_free(n->http);
 	for (i = 0; i < OP_ARRAY_LEN(evs); i++)
 		if (evs[i])
 			event_free(evs[i]);
-	rl_map_clear(&n->limits, free);
-	rl_map_clear(&n->acct, rl_acct_free);
+	rln_map_clear(&n->limits, free);
+	rln_map_clear(&n->acct, rln_acct_free);
 	event_base_free(n->base);
 }
 
 /* ---- options ---- */
 
 static void
-rl_usage(void)
+rln_usage(void)
 {
 	fprintf(stderr,
 	    "usage: rlnode --port P --redis HOST:PORT --node-id ID [--bind ADDR]\n"
@@ -185,11 +185,11 @@ rl_usage(void)
 }
 
 static int
-rl_node_id_valid(const char *s)
+rln_node_id_valid(const char *s)
 {
 	size_t i, len = strlen(s);
 
-	if (len == 0 || len > RL_NODE_ID_MAX)
+	if (len == 0 || len > RLW_NODE_ID_MAX)
 		return 0;
 	for (i = 0; i < len; i++)
 		if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= 'A' && s[i] <= 'Z') &&
@@ -199,7 +199,7 @@ rl_node_id_valid(const char *s)
 }
 
 static void
-rl_opt_int(const char *name, const char *v, int64_t min, int64_t max, int64_t *out)
+rln_opt_int(const char *name, const char *v, int64_t min, int64_t max, int64_t *out)
 {
 	if (op_parse_int(v, min, max, out) < 0)
 		fatal("--%s must be an integer %lld..%lld, got \"%s\"", name, (long long)min,
@@ -207,7 +207,7 @@ rl_opt_int(const char *name, const char *v, int64_t min, int64_t max, int64_t *o
 }
 
 static void
-rl_opt_dur(const char *name, const char *v, int64_t min, int64_t max, int64_t *out)
+rln_opt_dur(const char *name, const char *v, int64_t min, int64_t max, int64_t *out)
 {
 	if (op_parse_duration(v, out) < 0 || *out < min || *out > max)
 		fatal("--%s must be a duration %lldms..%lldms (\"250ms\", \"5s\", \"1m\"), got \"%s\"",
@@ -215,7 +215,7 @@ rl_opt_dur(const char *name, const char *v, int64_t min, int64_t max, int64_t *o
 }
 
 static void
-rl_parse_args(struct rlnode *n, int argc, char **argv)
+rln_parse_args(struct rlnode *n, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},
@@ -235,18 +235,18 @@ rl_parse_args(struct rlnode *n, int argc, char **argv)
 	int64_t v;
 	int c, have_redis = 0;
 
-	n->default_limit = RL_DEFAULT_LIMIT;
-	n->window_ms = RL_DEFAULT_WINDOW_MS;
-	n->redis_timeout_ms = RL_DEFAULT_REDIS_TIMEOUT_MS;
-	n->retries = RL_DEFAULT_RETRIES;
-	n->heartbeat_ms = RL_DEFAULT_HEARTBEAT_MS;
-	n->node_ttl_ms = RL_DEFAULT_NODE_TTL_MS;
-	n->limit_refresh_ms = RL_DEFAULT_LIMIT_REFRESH_MS;
+	n->default_limit = RLN_DEFAULT_LIMIT;
+	n->window_ms = RLN_DEFAULT_WINDOW_MS;
+	n->redis_timeout_ms = RLN_DEFAULT_REDIS_TIMEOUT_MS;
+	n->retries = RLN_DEFAULT_RETRIES;
+	n->heartbeat_ms = RLN_DEFAULT_HEARTBEAT_MS;
+	n->node_ttl_ms = RLN_DEFAULT_NODE_TTL_MS;
+	n->limit_refresh_ms = RLN_DEFAULT_LIMIT_REFRESH_MS;
 	op_strlcpy(n->bind, "127.0.0.1", sizeof(n->bind));
 	while ((c = getopt_long(argc, argv, "v", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			rl_opt_int("port", optarg, 1, 65535, &v);
+			rln_opt_int("port", optarg, 1, 65535, &v);
 			n->port = (int)v;
 			break;
 		case 'r':
@@ -256,34 +256,34 @@ rl_parse_args(struct rlnode *n, int argc, char **argv)
 			have_redis = 1;
 			break;
 		case 'i':
-			if (!rl_node_id_valid(optarg))
+			if (!rln_node_id_valid(optarg))
 				fatal("--node-id must be 1..%d of [A-Za-z0-9._-], got \"%s\"",
-				    RL_NODE_ID_MAX, optarg);
+				    RLW_NODE_ID_MAX, optarg);
 			op_strlcpy(n->node_id, optarg, sizeof(n->node_id));
 			break;
 		case 'b':
 			if (op_strlcpy(n->bind, optarg, sizeof(n->bind)) >= sizeof(n->bind))
 				fatal("--bind address too long");
 			break;
-		case 'l': rl_opt_int("default-limit", optarg, 0, 1000000000, &n->default_limit); break;
-		case 'w': rl_opt_dur("window", optarg, 1, RL_WINDOW_MAX_MS, &n->window_ms); break;
-		case 't': rl_opt_int("redis-timeout", optarg, 1, 60000, &n->redis_timeout_ms); break;
+		case 'l': rln_opt_int("default-limit", optarg, 0, 1000000000, &n->default_limit); break;
+		case 'w': rln_opt_dur("window", optarg, 1, RLN_WINDOW_MAX_MS, &n->window_ms); break;
+		case 't': rln_opt_int("redis-timeout", optarg, 1, 60000, &n->redis_timeout_ms); break;
 		case 'R':
-			rl_opt_int("retries", optarg, 0, RL_RETRIES_MAX, &v);
+			rln_opt_int("retries", optarg, 0, RLN_RETRIES_MAX, &v);
 			n->retries = (int)v;
 			break;
-		case 'H': rl_opt_int("heartbeat", optarg, 10, 600000, &n->heartbeat_ms); break;
-		case 'T': rl_opt_int("node-ttl", optarg, 10, 3600000, &n->node_ttl_ms); break;
+		case 'H': rln_opt_int("heartbeat", optarg, 10, 600000, &n->heartbeat_ms); break;
+		case 'T': rln_opt_int("node-ttl", optarg, 10, 3600000, &n->node_ttl_ms); break;
 		case 'L':
-			rl_opt_dur("limit-refresh", optarg, 100, RL_WINDOW_MAX_MS,
+			rln_opt_dur("limit-refresh", optarg, 100, RLN_WINDOW_MAX_MS,
 			    &n->limit_refresh_ms);
 			break;
 		case 'v': log_init("rlnode", 1); break;
-		default: rl_usage();
+		default: rln_usage();
 		}
 	}
 	if (optind != argc || n->port == 0 || !have_redis || n->node_id[0] == '\0')
-		rl_usage();
+		rln_usage();
 	if (n->node_ttl_ms <= n->heartbeat_ms)
 		log_warn("--node-ttl %lld <= --heartbeat %lld: the node will flap to down",
 		    (long long)n->node_ttl_ms, (long long)n->heartbeat_ms);
@@ -296,31 +296,31 @@ main(int argc, char **argv)
 	struct rlnode *n = &node;
 
 	log_init("rlnode", 0);
-	rl_parse_args(n, argc, argv);
+	rln_parse_args(n, argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	n->started_mono_ms = op_mono_ms();
 	n->boot_ms = op_wall_ms();
-	rl_map_init(&n->limits);
-	rl_map_init(&n->acct);
+	rln_map_init(&n->limits);
+	rln_map_init(&n->acct);
 	if ((n->base = event_base_new()) == NULL)
 		fatal("event_base_new failed");
-	if (rl_http_start(n) < 0)
+	if (rln_http_start(n) < 0)
 		fatal("cannot start HTTP server on %s:%d", n->bind, n->port);
-	n->sigterm_ev = evsignal_new(n->base, SIGTERM, rl_signal, n);
-	n->sigint_ev = evsignal_new(n->base, SIGINT, rl_signal, n);
+	n->sigterm_ev = evsignal_new(n->base, SIGTERM, rln_signal, n);
+	n->sigint_ev = evsignal_new(n->base, SIGINT, rln_signal, n);
 	if (!n->sigterm_ev || !n->sigint_ev || evsignal_add(n->sigterm_ev, NULL) ||
 	    evsignal_add(n->sigint_ev, NULL))
 		fatal("cannot install signal handlers");
-	rl_redis_start(n);
-	rl_heartbeat(n);
-	n->heartbeat_ev = rl_periodic(n, n->heartbeat_ms, rl_heartbeat_tick);
-	n->refresh_ev = rl_periodic(n, n->limit_refresh_ms, rl_refresh_tick);
-	n->sweep_ev = rl_periodic(n, RL_SWEEP_MS, rl_sweep_tick);
+	rln_redis_start(n);
+	rln_heartbeat(n);
+	n->heartbeat_ev = rln_periodic(n, n->heartbeat_ms, rln_heartbeat_tick);
+	n->refresh_ev = rln_periodic(n, n->limit_refresh_ms, rln_refresh_tick);
+	n->sweep_ev = rln_periodic(n, RLN_SWEEP_MS, rln_sweep_tick);
 	log_info("node %s listening on %s:%d, redis %s:%d, default limit %lld per %lld ms",
 	    n->node_id, n->bind, n->port, n->redis_host, n->redis_port,
 	    (long long)n->default_limit, (long long)n->window_ms);
 	event_base_dispatch(n->base);
-	rl_free(n);
+	rln_free(n);
 	log_info("stopped");
 	return 0;
 }

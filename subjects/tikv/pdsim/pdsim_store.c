@@ -3,7 +3,7 @@
  * /metrics with tikv_raftstore_region_count from the last heartbeat answer)
  * and sends a store heartbeat to pdsim every heartbeat-ms. It shares no
  * memory with pdsim, so SIGKILL of this process is a real store crash. */
-#include "subjects/tikv/pdsim.h"
+#include "subjects/tikv/pdsim/pdsim.h"
 
 #include <getopt.h>
 #include <inttypes.h>

@@ -2,7 +2,7 @@
  * (indented JSON + "\n" as application/json, compact region bodies as
  * application/octet-stream), its omitempty rules and its error bodies, plus
  * the simulator's own endpoints under /pdsim/. */
-#include "subjects/tikv/pdsim.h"
+#include "subjects/tikv/pdsim/pdsim.h"
 
 #include <ctype.h>
 #include <inttypes.h>

@@ -13,12 +13,12 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 
-#define RL_HTTP_BODY_HARD_MAX (1024 * 1024) /* libevent's own cap; ours is RL_BODY_MAX */
-#define RL_HTTP_HEADERS_MAX (16 * 1024)
-#define RL_HTTP_TIMEOUT_S 30
+#define RLN_HTTP_BODY_HARD_MAX (1024 * 1024) /* libevent's own cap; ours is RLN_BODY_MAX */
+#define RLN_HTTP_HEADERS_MAX (16 * 1024)
+#define RLN_HTTP_TIMEOUT_S 30
 
 static const char *
-rl_http_reason(int code)
+rln_http_reason(int code)
 {
 	switch (code) {
 	case 200: return "OK";
@@ -34,7 +34,7 @@ rl_http_reason(int code)
 }
 
 void
-rl_http_reply_json(struct evhttp_request *req, int code, json_object *o)
+rln_http_reply_json(struct evhttp_request *req, int code, json_object *o)
 {
 	struct evbuffer *buf = evbuffer_new();
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
@@ -45,14 +45,14 @@ rl_http_reply_json(struct evhttp_request *req, int code, json_object *o)
 		evbuffer_add(buf, s, strlen(s));
 		evbuffer_add(buf, "\n", 1);
 	}
-	evhttp_send_reply(req, code, rl_http_reason(code), buf);
+	evhttp_send_reply(req, code, rln_http_reason(code), buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
 	json_object_put(o);
 }
 
 void
-rl_http_error(struct evhttp_request *req, int code, const char *fmt, ...)
+rln_http_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -62,15 +62,15 @@ rl_http_error(struct evhttp_request *req, int code, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	op_json_set_str(o, "error", msg);
-	rl_http_reply_json(req, code, o);
+	rln_http_reply_json(req, code, o);
 }
 
 int
-rl_key_valid(const char *k, size_t len)
+rln_key_valid(const char *k, size_t len)
 {
 	size_t i;
 
-	if (len == 0 || len > RL_KEY_MAX)
+	if (len == 0 || len > RLW_KEY_MAX)
 		return 0;
 	for (i = 0; i < len; i++)
 		if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
@@ -80,7 +80,7 @@ rl_key_valid(const char *k, size_t len)
 
 /* Reads and parses the body; on failure the reply has been sent. */
 static json_object *
-rl_http_body(struct evhttp_request *req)
+rln_http_body(struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -88,13 +88,13 @@ rl_http_body(struct evhttp_request *req)
 	json_object *o;
 	char *buf;
 
-	if (len > RL_BODY_MAX) {
-		rl_http_error(req, 413, "body is %zu bytes; the limit is %d", len, RL_BODY_MAX);
+	if (len > RLN_BODY_MAX) {
+		rln_http_error(req, 413, "body is %zu bytes; the limit is %d", len, RLN_BODY_MAX);
 		return NULL;
 	}
 	buf = malloc(len + 1);
 	if (buf == NULL) {
-		rl_http_error(req, 500, "out of memory");
+		rln_http_error(req, 500, "out of memory");
 		return NULL;
 	}
 	evbuffer_copyout(in, buf, len);
@@ -102,19 +102,19 @@ rl_http_body(struct evhttp_request *req)
 	o = op_json_parse(buf, len, err, sizeof(err));
 	free(buf);
 	if (o == NULL) {
-		rl_http_error(req, 400, "%s", err);
+		rln_http_error(req, 400, "%s", err);
 		return NULL;
 	}
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
-		rl_http_error(req, 400, "body must be a JSON object");
+		rln_http_error(req, 400, "body must be a JSON object");
 		return NULL;
 	}
 	return o;
 }
 
 static const char *
-rl_method_name(enum evhttp_cmd_type m)
+rln_method_name(enum evhttp_cmd_type m)
 {
 	switch (m) {
 	case EVHTTP_REQ_GET: return "GET";
@@ -131,30 +131,30 @@ rl_method_name(enum evhttp_cmd_type m)
 }
 
 static void
-rl_http_405(struct evhttp_request *req, const char *path, const char *allow)
+rln_http_405(struct evhttp_request *req, const char *path, const char *allow)
 {
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-	rl_http_error(req, 405, "method %s not allowed on %s; allowed: %s",
-	    rl_method_name(evhttp_request_get_command(req)), path, allow);
+	rln_http_error(req, 405, "method %s not allowed on %s; allowed: %s",
+	    rln_method_name(evhttp_request_get_command(req)), path, allow);
 }
 
 /* Decodes one path segment into a key; on failure the reply has been sent. */
 static char *
-rl_http_key(struct evhttp_request *req, const char *seg, size_t seglen)
+rln_http_key(struct evhttp_request *req, const char *seg, size_t seglen)
 {
 	char *raw = strndup(seg, seglen), *key;
 	size_t klen = 0;
 
 	if (raw == NULL) {
-		rl_http_error(req, 500, "out of memory");
+		rln_http_error(req, 500, "out of memory");
 		return NULL;
 	}
 	key = evhttp_uridecode(raw, 0, &klen);
 	free(raw);
-	if (key == NULL || !rl_key_valid(key, klen) || strlen(key) != klen) {
-		rl_http_error(req, 400,
+	if (key == NULL || !rln_key_valid(key, klen) || strlen(key) != klen) {
+		rln_http_error(req, 400,
 		    "key in path must be 1..%d printable characters without spaces",
-		    RL_KEY_MAX);
+		    RLW_KEY_MAX);
 		free(key);
 		return NULL;
 	}
@@ -162,23 +162,23 @@ rl_http_key(struct evhttp_request *req, const char *seg, size_t seglen)
 }
 
 static void
-rl_route_check(struct rlnode *n, struct evhttp_request *req)
+rln_route_check(struct rlnode *n, struct evhttp_request *req)
 {
-	json_object *body = rl_http_body(req);
+	json_object *body = rln_http_body(req);
 
 	if (body == NULL) {
 		n->m.errors++;
 		return;
 	}
-	rl_check_handle(n, req, body);
+	rln_check_handle(n, req, body);
 	json_object_put(body);
 }
 
 static int
-rl_route_limit_key(struct rlnode *n, struct evhttp_request *req, const char *path,
+rln_route_limit_key(struct rlnode *n, struct evhttp_request *req, const char *path,
     enum evhttp_cmd_type m)
 {
-	static const char pfx[] = "/api/limits/";
+	static const char pfx[] = RLW_PATH_LIMIT_PFX;
 	const char *seg = path + sizeof(pfx) - 1;
 	json_object *body;
 	char *key;
@@ -186,15 +186,15 @@ rl_route_limit_key(struct rlnode *n, struct evhttp_request *req, const char *pat
 	if (strncmp(path, pfx, sizeof(pfx) - 1) != 0 || *seg == '\0' || strchr(seg, '/'))
 		return 0;
 	if (m != EVHTTP_REQ_PUT && m != EVHTTP_REQ_DELETE) {
-		rl_http_405(req, path, "PUT, DELETE");
+		rln_http_405(req, path, "PUT, DELETE");
 		return 1;
 	}
-	if ((key = rl_http_key(req, seg, strlen(seg))) == NULL)
+	if ((key = rln_http_key(req, seg, strlen(seg))) == NULL)
 		return 1;
 	if (m == EVHTTP_REQ_DELETE) {
-		rl_api_limit_delete(n, req, key);
-	} else if ((body = rl_http_body(req)) != NULL) {
-		rl_api_limit_put(n, req, key, body);
+		rln_api_limit_delete(n, req, key);
+	} else if ((body = rln_http_body(req)) != NULL) {
+		rln_api_limit_put(n, req, key, body);
 		json_object_put(body);
 	}
 	free(key);
@@ -202,10 +202,10 @@ rl_route_limit_key(struct rlnode *n, struct evhttp_request *req, const char *pat
 }
 
 static int
-rl_route_reset(struct rlnode *n, struct evhttp_request *req, const char *path,
+rln_route_reset(struct rlnode *n, struct evhttp_request *req, const char *path,
     enum evhttp_cmd_type m)
 {
-	static const char pfx[] = "/api/counters/", sfx[] = "/reset";
+	static const char pfx[] = RLW_PATH_COUNTER_PFX, sfx[] = RLW_PATH_RESET_SFX;
 	size_t len = strlen(path), plen = sizeof(pfx) - 1, slen = sizeof(sfx) - 1;
 	const char *seg = path + plen;
 	size_t seglen;
@@ -218,17 +218,17 @@ rl_route_reset(struct rlnode *n, struct evhttp_request *req, const char *path,
 	if (memchr(seg, '/', seglen) != NULL)
 		return 0;
 	if (m != EVHTTP_REQ_POST) {
-		rl_http_405(req, path, "POST");
+		rln_http_405(req, path, "POST");
 		return 1;
 	}
-	if ((key = rl_http_key(req, seg, seglen)) == NULL)
+	if ((key = rln_http_key(req, seg, seglen)) == NULL)
 		return 1;
-	rl_api_reset(n, req, key);
+	rln_api_reset(n, req, key);
 	free(key);
 	return 1;
 }
 
-struct rl_route {
+struct rln_route {
 	const char *path;
 	enum evhttp_cmd_type method;
 	const char *allow;
@@ -236,53 +236,53 @@ struct rl_route {
 };
 
 static void
-rl_r_check(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_check(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_route_check(n, req);
+	rln_route_check(n, req);
 }
 
 static void
-rl_r_health(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_health(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_api_health(n, req);
+	rln_api_health(n, req);
 }
 
 static void
-rl_r_metrics(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_metrics(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_api_metrics(n, req);
+	rln_api_metrics(n, req);
 }
 
 static void
-rl_r_nodes(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_nodes(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_api_nodes(n, req);
+	rln_api_nodes(n, req);
 }
 
 static void
-rl_r_limits(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_limits(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_api_limits_get(n, req);
+	rln_api_limits_get(n, req);
 }
 
 static void
-rl_r_resync(struct rlnode *n, struct evhttp_request *req, const char *q)
+rln_r_resync(struct rlnode *n, struct evhttp_request *req, const char *q)
 {
-	rl_api_resync(n, req);
+	rln_api_resync(n, req);
 }
 
-static const struct rl_route rl_routes[] = {
-	{"/check", EVHTTP_REQ_POST, "POST", rl_r_check},
-	{"/health", EVHTTP_REQ_GET, "GET", rl_r_health},
-	{"/metrics", EVHTTP_REQ_GET, "GET", rl_r_metrics},
-	{"/api/nodes", EVHTTP_REQ_GET, "GET", rl_r_nodes},
-	{"/api/counters", EVHTTP_REQ_GET, "GET", rl_api_counters},
-	{"/api/limits", EVHTTP_REQ_GET, "GET", rl_r_limits},
-	{"/api/resync", EVHTTP_REQ_POST, "POST", rl_r_resync},
+static const struct rln_route rln_routes[] = {
+	{RLW_PATH_CHECK, EVHTTP_REQ_POST, "POST", rln_r_check},
+	{RLW_PATH_HEALTH, EVHTTP_REQ_GET, "GET", rln_r_health},
+	{RLW_PATH_METRICS, EVHTTP_REQ_GET, "GET", rln_r_metrics},
+	{RLW_PATH_NODES, EVHTTP_REQ_GET, "GET", rln_r_nodes},
+	{RLW_PATH_COUNTERS, EVHTTP_REQ_GET, "GET", rln_api_counters},
+	{RLW_PATH_LIMITS, EVHTTP_REQ_GET, "GET", rln_r_limits},
+	{RLW_PATH_RESYNC, EVHTTP_REQ_POST, "POST", rln_r_resync},
 };
 
 static void
-rl_http_dispatch(struct evhttp_request *req, void *arg)
+rln_http_dispatch(struct evhttp_request *req, void *arg)
 {
 	struct rlnode *n = arg;
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -293,25 +293,25 @@ rl_http_dispatch(struct evhttp_request *req, void *arg)
 
 	if (path == NULL || *path == '\0')
 		path = "/";
-	for (i = 0; i < sizeof(rl_routes) / sizeof(rl_routes[0]); i++) {
-		if (strcmp(path, rl_routes[i].path) != 0)
+	for (i = 0; i < sizeof(rln_routes) / sizeof(rln_routes[0]); i++) {
+		if (strcmp(path, rln_routes[i].path) != 0)
 			continue;
-		if (m != rl_routes[i].method) {
-			if (strcmp(path, "/check") == 0)
+		if (m != rln_routes[i].method) {
+			if (strcmp(path, RLW_PATH_CHECK) == 0)
 				n->m.errors++;
-			rl_http_405(req, path, rl_routes[i].allow);
+			rln_http_405(req, path, rln_routes[i].allow);
 		} else {
-			rl_routes[i].fn(n, req, query);
+			rln_routes[i].fn(n, req, query);
 		}
 		return;
 	}
-	if (rl_route_limit_key(n, req, path, m) || rl_route_reset(n, req, path, m))
+	if (rln_route_limit_key(n, req, path, m) || rln_route_reset(n, req, path, m))
 		return;
-	rl_http_error(req, 404, "no such endpoint: %s", path);
+	rln_http_error(req, 404, "no such endpoint: %s", path);
 }
 
 int
-rl_http_start(struct rlnode *n)
+rln_http_start(struct rlnode *n)
 {
 	n->http = evhttp_new(n->base);
 	if (n->http == NULL)
@@ -320,10 +320,10 @@ rl_http_start(struct rlnode *n)
 	evhttp_set_allowed_methods(n->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
 	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_max_body_size(n->http, RL_HTTP_BODY_HARD_MAX);
-	evhttp_set_max_headers_size(n->http, RL_HTTP_HEADERS_MAX);
-	evhttp_set_timeout(n->http, RL_HTTP_TIMEOUT_S);
-	evhttp_set_gencb(n->http, rl_http_dispatch, n);
+	evhttp_set_max_body_size(n->http, RLN_HTTP_BODY_HARD_MAX);
+	evhttp_set_max_headers_size(n->http, RLN_HTTP_HEADERS_MAX);
+	evhttp_set_timeout(n->http, RLN_HTTP_TIMEOUT_S);
+	evhttp_set_gencb(n->http, rln_http_dispatch, n);
 	if (evhttp_bind_socket(n->http, n->bind, (uint16_t)n->port) != 0) {
 		log_err("cannot listen on %s:%d", n->bind, n->port);
 		return -1;

@@ -18,6 +18,7 @@
 #include <event2/keyvalq_struct.h>
 #include <json-c/json.h>
 
+#include "subjects/ratelimiter/rl_wire.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -264,7 +265,7 @@ ld_add_target(struct ld_load *ld, const char *url)
 	plen = strlen(path);
 	while (plen > 0 && path[plen - 1] == '/')
 		plen--;
-	snprintf(t->path, sizeof(t->path), "%.*s/check", (int)plen, path);
+	snprintf(t->path, sizeof(t->path), "%.*s" RLW_PATH_CHECK, (int)plen, path);
 	snprintf(t->hosthdr, sizeof(t->hosthdr), "%s:%d", host, t->port);
 	evhttp_uri_free(u);
 }

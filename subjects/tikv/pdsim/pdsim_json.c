@@ -1,7 +1,7 @@
 /* pdsim_json: JSON bytes as Go's encoding/json writes them (MarshalIndent
  * with two spaces for PD's rd.JSON, compact for easyjson region output), and
  * Go's text forms of sizes, durations, times and floats. */
-#include "subjects/tikv/pdsim.h"
+#include "subjects/tikv/pdsim/pdsim.h"
 
 #include <ctype.h>
 #include <inttypes.h>

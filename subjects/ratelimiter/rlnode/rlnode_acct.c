@@ -8,18 +8,18 @@
 
 #include "common/log.h"
 
-#define RL_ACCT_INIT_CAP 16
+#define RLN_ACCT_INIT_CAP 16
 
 void *
-rl_acct_new(void)
+rln_acct_new(void)
 {
-	return calloc(1, sizeof(struct rl_acct));
+	return calloc(1, sizeof(struct rln_acct));
 }
 
 void
-rl_acct_free(void *p)
+rln_acct_free(void *p)
 {
-	struct rl_acct *a = p;
+	struct rln_acct *a = p;
 
 	if (a == NULL)
 		return;
@@ -29,14 +29,14 @@ rl_acct_free(void *p)
 }
 
 static void *
-rl_grow(void *p, size_t *cap, size_t need, size_t elsz)
+rln_grow(void *p, size_t *cap, size_t need, size_t elsz)
 {
 	size_t nc;
 	void *q;
 
 	if (need <= *cap)
 		return p;
-	nc = *cap ? *cap * 2 : RL_ACCT_INIT_CAP;
+	nc = *cap ? *cap * 2 : RLN_ACCT_INIT_CAP;
 	while (nc < need)
 		nc *= 2;
 	q = realloc(p, nc * elsz);
@@ -47,11 +47,11 @@ rl_grow(void *p, size_t *cap, size_t need, size_t elsz)
 }
 
 void
-rl_acct_allow(struct rl_acct *a, int64_t ts_ms, int64_t cost)
+rln_acct_allow(struct rln_acct *a, int64_t ts_ms, int64_t cost)
 {
 	size_t i;
 
-	a->allowed = rl_grow(a->allowed, &a->capa, a->na + 1, sizeof(*a->allowed));
+	a->allowed = rln_grow(a->allowed, &a->capa, a->na + 1, sizeof(*a->allowed));
 	/* Replies arrive nearly in order; insertion from the back is O(1) then. */
 	i = a->na;
 	while (i > 0 && a->allowed[i - 1].ts_ms > ts_ms)
@@ -63,11 +63,11 @@ rl_acct_allow(struct rl_acct *a, int64_t ts_ms, int64_t cost)
 }
 
 void
-rl_acct_block(struct rl_acct *a, int64_t ts_ms)
+rln_acct_block(struct rln_acct *a, int64_t ts_ms)
 {
 	size_t i;
 
-	a->blocked = rl_grow(a->blocked, &a->capb, a->nbl + 1, sizeof(*a->blocked));
+	a->blocked = rln_grow(a->blocked, &a->capb, a->nbl + 1, sizeof(*a->blocked));
 	i = a->nbl;
 	while (i > 0 && a->blocked[i - 1] > ts_ms)
 		i--;
@@ -77,7 +77,7 @@ rl_acct_block(struct rl_acct *a, int64_t ts_ms)
 }
 
 static void
-rl_acct_drop_allowed(struct rl_acct *a, int64_t upto)
+rln_acct_drop_allowed(struct rln_acct *a, int64_t upto)
 {
 	size_t k = 0;
 
@@ -90,21 +90,21 @@ rl_acct_drop_allowed(struct rl_acct *a, int64_t upto)
 }
 
 void
-rl_acct_reset(struct rl_acct *a, int64_t reset_at_ms)
+rln_acct_reset(struct rln_acct *a, int64_t reset_at_ms)
 {
 	if (reset_at_ms <= a->reset_at_ms)
 		return;
 	a->reset_at_ms = reset_at_ms;
-	rl_acct_drop_allowed(a, reset_at_ms);
+	rln_acct_drop_allowed(a, reset_at_ms);
 }
 
 void
-rl_acct_prune(struct rl_acct *a, int64_t now_ms, int64_t window_ms)
+rln_acct_prune(struct rln_acct *a, int64_t now_ms, int64_t window_ms)
 {
 	size_t k = 0;
 
-	rl_acct_drop_allowed(a, now_ms - window_ms - RL_LOCAL_SLACK_MS);
-	while (k < a->nbl && a->blocked[k] <= now_ms - RL_RECENT_MS - RL_LOCAL_SLACK_MS)
+	rln_acct_drop_allowed(a, now_ms - window_ms - RLN_LOCAL_SLACK_MS);
+	while (k < a->nbl && a->blocked[k] <= now_ms - RLN_RECENT_MS - RLN_LOCAL_SLACK_MS)
 		k++;
 	if (k > 0) {
 		memmove(a->blocked, &a->blocked[k], (a->nbl - k) * sizeof(*a->blocked));
@@ -113,7 +113,7 @@ rl_acct_prune(struct rl_acct *a, int64_t now_ms, int64_t window_ms)
 }
 
 int64_t
-rl_acct_sum(const struct rl_acct *a, int64_t lo, int64_t hi)
+rln_acct_sum(const struct rln_acct *a, int64_t lo, int64_t hi)
 {
 	int64_t sum = 0;
 	size_t i;
@@ -125,7 +125,7 @@ rl_acct_sum(const struct rl_acct *a, int64_t lo, int64_t hi)
 }
 
 int64_t
-rl_acct_blocked_in(const struct rl_acct *a, int64_t lo, int64_t hi)
+rln_acct_blocked_in(const struct rln_acct *a, int64_t lo, int64_t hi)
 {
 	int64_t c = 0;
 	size_t i;

@@ -1,6 +1,6 @@
 /* pdsim: main, options and the store processes (one real child process per
  * TiKV store: fork + exec of this binary in --store-mode). */
-#include "subjects/tikv/pdsim.h"
+#include "subjects/tikv/pdsim/pdsim.h"
 
 #include <errno.h>
 #include <getopt.h>

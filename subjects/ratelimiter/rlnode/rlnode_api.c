@@ -15,12 +15,11 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RL_NODES_MAX 1000  /* registry entries reported */
-#define RL_LIMIT_MAX 1000000000LL
+#define RLN_NODES_MAX 1000  /* registry entries reported */
 
 /* One pending management request: the HTTP request plus the keys it asked
  * Redis about, in the order it asked. */
-struct rl_apireq {
+struct rln_apireq {
 	struct evhttp_request *req;
 	char **keys;
 	int64_t *scores;
@@ -28,13 +27,13 @@ struct rl_apireq {
 	int64_t at_ms, now_ms;
 	int has_at;
 	int64_t limit, window_ms;
-	char key[RL_KEY_MAX + 1];
+	char key[RLW_KEY_MAX + 1];
 };
 
-static struct rl_apireq *
-rl_apireq_new(struct evhttp_request *req)
+static struct rln_apireq *
+rln_apireq_new(struct evhttp_request *req)
 {
-	struct rl_apireq *a = calloc(1, sizeof(*a));
+	struct rln_apireq *a = calloc(1, sizeof(*a));
 
 	if (a == NULL)
 		fatal("out of memory");
@@ -43,7 +42,7 @@ rl_apireq_new(struct evhttp_request *req)
 }
 
 static void
-rl_apireq_free(struct rl_apireq *a)
+rln_apireq_free(struct rln_apireq *a)
 {
 	int i;
 
@@ -55,7 +54,7 @@ rl_apireq_free(struct rl_apireq *a)
 }
 
 static void
-rl_apireq_add_key(struct rl_apireq *a, const char *k, int64_t score)
+rln_apireq_add_key(struct rln_apireq *a, const char *k, int64_t score)
 {
 	a->keys = realloc(a->keys, ((size_t)a->nkeys + 1) * sizeof(*a->keys));
 	a->scores = realloc(a->scores, ((size_t)a->nkeys + 1) * sizeof(*a->scores));
@@ -66,7 +65,7 @@ rl_apireq_add_key(struct rl_apireq *a, const char *k, int64_t score)
 
 /* Fails the request for a Redis problem; returns 1 if it did. */
 static int
-rl_api_redis_failed(struct rl_apireq *a, redisReply *r, const char *err, int want_array)
+rln_api_redis_failed(struct rln_apireq *a, redisReply *r, const char *err, int want_array)
 {
 	const char *why = err;
 
@@ -76,13 +75,13 @@ rl_api_redis_failed(struct rl_apireq *a, redisReply *r, const char *err, int wan
 		why = "unexpected reply type";
 	else if (r != NULL)
 		return 0;
-	rl_http_error(a->req, 503, "redis: %s", why ? why : "no reply");
-	rl_apireq_free(a);
+	rln_http_error(a->req, 503, "redis: %s", why ? why : "no reply");
+	rln_apireq_free(a);
 	return 1;
 }
 
 static int
-rl_key_cmp(const void *x, const void *y)
+rln_key_cmp(const void *x, const void *y)
 {
 	return strcmp(*(char *const *)x, *(char *const *)y);
 }
@@ -90,18 +89,18 @@ rl_key_cmp(const void *x, const void *y)
 /* ---- /health, /metrics ---- */
 
 void
-rl_api_health(struct rlnode *n, struct evhttp_request *req)
+rln_api_health(struct rlnode *n, struct evhttp_request *req)
 {
 	json_object *o = json_object_new_object();
 	double p99;
 	uint64_t cnt;
 	char p99s[32];
 
-	rl_latency_stats(n, &p99, &cnt);
-	op_json_set_str(o, "status", rl_degraded(n) ? "degraded" : "ok");
+	rln_latency_stats(n, &p99, &cnt);
+	op_json_set_str(o, "status", rln_degraded(n) ? "degraded" : "ok");
 	op_json_set_str(o, "node_id", n->node_id);
 	op_json_set_int(o, "pid", getpid());
-	op_json_set_str(o, "redis", rl_redis_up(n) ? "up" : "down");
+	op_json_set_str(o, "redis", rln_redis_up(n) ? "up" : "down");
 	op_json_set_int(o, "uptime_ms", op_mono_ms() - n->started_mono_ms);
 	snprintf(p99s, sizeof(p99s), "%.3f", p99);
 	json_object_object_add(o, "check_p99_ms", json_object_new_double_s(p99, p99s));
@@ -110,13 +109,13 @@ rl_api_health(struct rlnode *n, struct evhttp_request *req)
 	op_json_set_int(o, "fail_open_total", (int64_t)n->m.fail_open);
 	op_json_set_int(o, "resets_total", (int64_t)n->m.resets);
 	op_json_set_int(o, "resyncs_total", (int64_t)n->m.resyncs);
-	rl_http_reply_json(req, 200, o);
+	rln_http_reply_json(req, 200, o);
 }
 
 void
-rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
+rln_api_metrics(struct rlnode *n, struct evhttp_request *req)
 {
-	static const char *const les[RL_HIST_NB] = {
+	static const char *const les[RLN_HIST_NB] = {
 		"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"};
 	struct evbuffer *b = evbuffer_new();
 	const char *id = n->node_id;
@@ -124,7 +123,7 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 	int i;
 
 	if (b == NULL) {
-		rl_http_error(req, 500, "out of memory");
+		rln_http_error(req, 500, "out of memory");
 		return;
 	}
 	evbuffer_add_printf(b,
@@ -137,7 +136,7 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 	    (unsigned long long)n->m.errors);
 	evbuffer_add_printf(b, "# HELP rlnode_check_duration_seconds /check latency.\n"
 			       "# TYPE rlnode_check_duration_seconds histogram\n");
-	for (i = 0; i < RL_HIST_NB; i++) {
+	for (i = 0; i < RLN_HIST_NB; i++) {
 		cum += n->m.hist[i];
 		evbuffer_add_printf(b,
 		    "rlnode_check_duration_seconds_bucket{node_id=\"%s\",le=\"%s\"} %llu\n", id,
@@ -179,7 +178,7 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 	    id, (unsigned long long)n->m.redis_errors, id,
 	    (unsigned long long)n->m.redis_retries, id, (unsigned long long)n->m.fail_open, id,
 	    (unsigned long long)n->m.resets, id, (unsigned long long)n->m.resyncs, id, id,
-	    rl_degraded(n), id, n->limits.n);
+	    rln_degraded(n), id, n->limits.n);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);
@@ -189,7 +188,7 @@ rl_api_metrics(struct rlnode *n, struct evhttp_request *req)
 /* ---- /api/nodes ---- */
 
 static const redisReply *
-rl_hash_field(const redisReply *h, const char *field)
+rln_hash_field(const redisReply *h, const char *field)
 {
 	size_t i;
 
@@ -202,20 +201,20 @@ rl_hash_field(const redisReply *h, const char *field)
 }
 
 static json_object *
-rl_node_json(const char *id, const redisReply *hm, const redisReply *seen,
+rln_node_json(const char *id, const redisReply *hm, const redisReply *seen,
     const redisReply *addrs, int64_t now)
 {
 	json_object *o = json_object_new_object();
 	int up = hm && hm->type == REDIS_REPLY_ARRAY && hm->elements == 4 &&
 	    hm->element[3]->type == REDIS_REPLY_STRING;
-	const redisReply *addr = up ? hm->element[0] : rl_hash_field(addrs, id);
-	int64_t hb = up ? rl_reply_int(hm->element[3], 0) : rl_reply_int(rl_hash_field(seen, id), 0);
+	const redisReply *addr = up ? hm->element[0] : rln_hash_field(addrs, id);
+	int64_t hb = up ? rln_reply_int(hm->element[3], 0) : rln_reply_int(rln_hash_field(seen, id), 0);
 
 	op_json_set_str(o, "id", id);
 	op_json_set_str(o, "address", addr && addr->str ? addr->str : "");
-	op_json_set_int(o, "pid", up ? rl_reply_int(hm->element[1], 0) : 0);
+	op_json_set_int(o, "pid", up ? rln_reply_int(hm->element[1], 0) : 0);
 	op_json_set_str(o, "state", up ? "up" : "down");
-	op_json_set_int(o, "started_ms", up ? rl_reply_int(hm->element[2], 0) : 0);
+	op_json_set_int(o, "started_ms", up ? rln_reply_int(hm->element[2], 0) : 0);
 	op_json_set_int(o, "heartbeat_ms", hb);
 	if (hb > 0)
 		op_json_set_int(o, "age_ms", now - hb);
@@ -225,65 +224,65 @@ rl_node_json(const char *id, const redisReply *hm, const redisReply *seen,
 }
 
 static void
-rl_nodes_details(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_nodes_details(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 	json_object *o, *arr;
 	int64_t now;
 	int i;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	if ((int)r->elements != a->nkeys + 3 || r->element[0]->type != REDIS_REPLY_ARRAY ||
 	    r->element[0]->elements != 2) {
-		rl_http_error(a->req, 503, "redis: unexpected reply shape");
-		rl_apireq_free(a);
+		rln_http_error(a->req, 503, "redis: unexpected reply shape");
+		rln_apireq_free(a);
 		return;
 	}
-	now = rl_reply_int(r->element[0]->element[0], 0) * 1000 +
-	    rl_reply_int(r->element[0]->element[1], 0) / 1000;
+	now = rln_reply_int(r->element[0]->element[0], 0) * 1000 +
+	    rln_reply_int(r->element[0]->element[1], 0) / 1000;
 	o = json_object_new_object();
 	arr = json_object_new_array();
 	for (i = 0; i < a->nkeys; i++)
-		json_object_array_add(arr, rl_node_json(a->keys[i], r->element[3 + i],
+		json_object_array_add(arr, rln_node_json(a->keys[i], r->element[3 + i],
 		    r->element[1], r->element[2], now));
 	json_object_object_add(o, "nodes", arr);
 	op_json_set_int(o, "now_ms", now);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 static void
-rl_nodes_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_nodes_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
-	struct rl_cmd *cmds;
+	struct rln_apireq *a = arg;
+	struct rln_cmd *cmds;
 	char **names;
 	int i, nc;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
-	for (i = 0; i < (int)r->elements && i < RL_NODES_MAX; i++)
+	for (i = 0; i < (int)r->elements && i < RLN_NODES_MAX; i++)
 		if (r->element[i]->str)
-			rl_apireq_add_key(a, r->element[i]->str, 0);
+			rln_apireq_add_key(a, r->element[i]->str, 0);
 	if (a->nkeys > 1)
-		qsort(a->keys, (size_t)a->nkeys, sizeof(char *), rl_key_cmp);
+		qsort(a->keys, (size_t)a->nkeys, sizeof(char *), rln_key_cmp);
 	nc = a->nkeys + 3;
 	cmds = calloc((size_t)nc, sizeof(*cmds));
 	names = calloc((size_t)a->nkeys + 1, sizeof(*names));
 	if (cmds == NULL || names == NULL)
 		fatal("out of memory");
-	cmds[0] = (struct rl_cmd){1, {"TIME"}};
-	cmds[1] = (struct rl_cmd){2, {"HGETALL", "rl:nodes:seen"}};
-	cmds[2] = (struct rl_cmd){2, {"HGETALL", "rl:nodes:addr"}};
+	cmds[0] = (struct rln_cmd){1, {"TIME"}};
+	cmds[1] = (struct rln_cmd){2, {"HGETALL", "rl:nodes:seen"}};
+	cmds[2] = (struct rln_cmd){2, {"HGETALL", "rl:nodes:addr"}};
 	for (i = 0; i < a->nkeys; i++) {
 		if (asprintf(&names[i], "rl:node:%s", a->keys[i]) < 0)
 			fatal("out of memory");
-		cmds[3 + i] = (struct rl_cmd){6, {"HMGET", names[i], "address", "pid",
+		cmds[3 + i] = (struct rln_cmd){6, {"HMGET", names[i], "address", "pid",
 		    "started_ms", "heartbeat_ms"}};
 	}
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_nodes_details, a, cmds, nc) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_nodes_details, a, cmds, nc) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 	for (i = 0; i < a->nkeys; i++)
 		free(names[i]);
 	free(names);
@@ -291,42 +290,42 @@ rl_nodes_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 }
 
 void
-rl_api_nodes(struct rlnode *n, struct evhttp_request *req)
+rln_api_nodes(struct rlnode *n, struct evhttp_request *req)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
+	struct rln_apireq *a = rln_apireq_new(req);
 	const char *argv[] = {"SMEMBERS", "rl:nodes"};
 
-	if (rl_call_mgmt(n, RL_MGMT_TIMEOUT_MS, rl_nodes_members, a, 2, argv) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_mgmt(n, RLN_MGMT_TIMEOUT_MS, rln_nodes_members, a, 2, argv) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 }
 
 /* ---- /api/counters ---- */
 
 static void
-rl_counter_json(struct rlnode *n, json_object *arr, struct rl_apireq *a, int i,
+rln_counter_json(struct rlnode *n, json_object *arr, struct rln_apireq *a, int i,
     const redisReply *v)
 {
 	const char *key = a->keys[i];
 	int64_t limit, window, reset_at, rcount, lo, allowed = 0, recent = 0, blocked = 0;
-	struct rl_acct *acct = rl_map_get(&n->acct, key);
-	struct rl_limit tmp;
+	struct rln_acct *acct = rln_map_get(&n->acct, key);
+	struct rln_limit tmp;
 	json_object *o;
 
 	if (v->type != REDIS_REPLY_ARRAY || v->elements != 4)
 		return;
-	limit = rl_reply_int(v->element[0], n->default_limit);
-	window = rl_reply_int(v->element[1], n->window_ms);
-	reset_at = rl_reply_int(v->element[2], 0);
-	rcount = rl_reply_int(v->element[3], 0);
+	limit = rln_reply_int(v->element[0], n->default_limit);
+	window = rln_reply_int(v->element[1], n->window_ms);
+	reset_at = rln_reply_int(v->element[2], 0);
+	rcount = rln_reply_int(v->element[3], 0);
 	if (acct != NULL) {
 		/* Learning a reset another node did is local state, not Redis. */
-		rl_acct_reset(acct, reset_at);
+		rln_acct_reset(acct, reset_at);
 		if (acct->reset_at_ms > reset_at)
 			reset_at = acct->reset_at_ms;
 		lo = a->at_ms - window > reset_at ? a->at_ms - window : reset_at;
-		allowed = rl_acct_sum(acct, lo, a->at_ms);
-		recent = rl_acct_sum(acct, a->now_ms - RL_RECENT_MS, a->now_ms);
-		blocked = rl_acct_blocked_in(acct, a->now_ms - RL_RECENT_MS, a->now_ms);
+		allowed = rln_acct_sum(acct, lo, a->at_ms);
+		recent = rln_acct_sum(acct, a->now_ms - RLN_RECENT_MS, a->now_ms);
+		blocked = rln_acct_blocked_in(acct, a->now_ms - RLN_RECENT_MS, a->now_ms);
 	}
 	if (rcount == 0 && allowed == 0 && recent == 0 && blocked == 0 &&
 	    a->scores[i] <= a->at_ms - window)
@@ -334,7 +333,7 @@ rl_counter_json(struct rlnode *n, json_object *arr, struct rl_apireq *a, int i,
 	o = json_object_new_object();
 	op_json_set_str(o, "key", key);
 	op_json_set_int(o, "limit", limit);
-	op_json_set_int(o, "cached_limit", rl_limit_for(n, key, &tmp)->limit);
+	op_json_set_int(o, "cached_limit", rln_limit_for(n, key, &tmp)->limit);
 	op_json_set_int(o, "window_ms", window);
 	op_json_set_int(o, "redis_count", rcount);
 	op_json_set_int(o, "node_allowed", allowed);
@@ -346,7 +345,7 @@ rl_counter_json(struct rlnode *n, json_object *arr, struct rl_apireq *a, int i,
 }
 
 static int
-rl_counter_cmp(const void *x, const void *y)
+rln_counter_cmp(const void *x, const void *y)
 {
 	json_object *a = *(json_object *const *)x, *b = *(json_object *const *)y;
 
@@ -354,7 +353,7 @@ rl_counter_cmp(const void *x, const void *y)
 }
 
 static void
-rl_counters_reply(struct rlnode *n, struct rl_apireq *a, redisReply *r)
+rln_counters_reply(struct rlnode *n, struct rln_apireq *a, redisReply *r)
 {
 	json_object *o = json_object_new_object(), *arr = json_object_new_array();
 	int i;
@@ -363,58 +362,58 @@ rl_counters_reply(struct rlnode *n, struct rl_apireq *a, redisReply *r)
 	op_json_set_int(o, "now_ms", a->now_ms);
 	op_json_set_int(o, "at_ms", a->at_ms);
 	for (i = 0; r != NULL && i < a->nkeys; i++)
-		rl_counter_json(n, arr, a, i, r->element[i]);
-	json_object_array_sort(arr, rl_counter_cmp);
+		rln_counter_json(n, arr, a, i, r->element[i]);
+	json_object_array_sort(arr, rln_counter_cmp);
 	json_object_object_add(o, "counters", arr);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 static void
-rl_counters_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_counters_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	if ((int)r->elements != a->nkeys) {
-		rl_http_error(a->req, 503, "redis: unexpected reply shape");
-		rl_apireq_free(a);
+		rln_http_error(a->req, 503, "redis: unexpected reply shape");
+		rln_apireq_free(a);
 		return;
 	}
-	rl_counters_reply(n, a, r);
+	rln_counters_reply(n, a, r);
 }
 
 static void *
-rl_marker(void)
+rln_marker(void)
 {
 	static char mark;
 
 	return &mark;
 }
 
-struct rl_collect {
-	struct rl_apireq *a;
-	struct rl_map *seen;
+struct rln_collect {
+	struct rln_apireq *a;
+	struct rln_map *seen;
 };
 
 static int
-rl_collect_local(const char *key, void *val, void *arg)
+rln_collect_local(const char *key, void *val, void *arg)
 {
-	struct rl_collect *c = arg;
+	struct rln_collect *c = arg;
 
-	if (c->a->nkeys < RL_COUNTERS_MAX && rl_map_get(c->seen, key) == NULL) {
-		rl_map_get_or_add(c->seen, key, rl_marker);
-		rl_apireq_add_key(c->a, key, 0);
+	if (c->a->nkeys < RLN_COUNTERS_MAX && rln_map_get(c->seen, key) == NULL) {
+		rln_map_get_or_add(c->seen, key, rln_marker);
+		rln_apireq_add_key(c->a, key, 0);
 	}
 	return 0;
 }
 
 static void
-rl_counters_send(struct rlnode *n, struct rl_apireq *a)
+rln_counters_send(struct rlnode *n, struct rln_apireq *a)
 {
-	struct rl_cmd *cmds = calloc((size_t)a->nkeys + 1, sizeof(*cmds));
-	char (*names)[3][RL_KEY_MAX + 16] = calloc((size_t)a->nkeys + 1, sizeof(*names));
+	struct rln_cmd *cmds = calloc((size_t)a->nkeys + 1, sizeof(*cmds));
+	char (*names)[3][RLW_KEY_MAX + 16] = calloc((size_t)a->nkeys + 1, sizeof(*names));
 	char at[24], dl[24], dw[24];
 	int i;
 
@@ -427,100 +426,100 @@ rl_counters_send(struct rlnode *n, struct rl_apireq *a)
 		snprintf(names[i][0], sizeof(names[i][0]), "rl:%s", a->keys[i]);
 		snprintf(names[i][1], sizeof(names[i][1]), "rl:limit:%s", a->keys[i]);
 		snprintf(names[i][2], sizeof(names[i][2]), "rl:reset:%s", a->keys[i]);
-		cmds[i] = (struct rl_cmd){9, {"EVAL_RO", rl_counter_lua, "3", names[i][0],
+		cmds[i] = (struct rln_cmd){9, {"EVAL_RO", rln_counter_lua, "3", names[i][0],
 		    names[i][1], names[i][2], at, dl, dw}};
 	}
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_counters_values, a, cmds, a->nkeys) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_counters_values, a, cmds, a->nkeys) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 	free(cmds);
 	free(names);
 }
 
 static void
-rl_counters_keys(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_counters_keys(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
-	struct rl_collect c;
-	struct rl_map seen;
+	struct rln_apireq *a = arg;
+	struct rln_collect c;
+	struct rln_map seen;
 	redisReply *t, *z;
 	size_t i;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	t = r->elements == 2 ? r->element[0] : NULL;
 	z = r->elements == 2 ? r->element[1] : NULL;
 	if (t == NULL || t->type != REDIS_REPLY_ARRAY || t->elements != 2 ||
 	    z->type != REDIS_REPLY_ARRAY) {
-		rl_http_error(a->req, 503, "redis: unexpected reply shape");
-		rl_apireq_free(a);
+		rln_http_error(a->req, 503, "redis: unexpected reply shape");
+		rln_apireq_free(a);
 		return;
 	}
-	a->now_ms = rl_reply_int(t->element[0], 0) * 1000 + rl_reply_int(t->element[1], 0) / 1000;
-	rl_note_redis_time(n, a->now_ms);
+	a->now_ms = rln_reply_int(t->element[0], 0) * 1000 + rln_reply_int(t->element[1], 0) / 1000;
+	rln_note_redis_time(n, a->now_ms);
 	if (!a->has_at)
 		a->at_ms = a->now_ms;
-	rl_map_init(&seen);
-	for (i = 0; i + 1 < z->elements && a->nkeys < RL_COUNTERS_MAX; i += 2) {
+	rln_map_init(&seen);
+	for (i = 0; i + 1 < z->elements && a->nkeys < RLN_COUNTERS_MAX; i += 2) {
 		const char *k = z->element[i]->str;
-		if (k == NULL || rl_map_get(&seen, k) != NULL)
+		if (k == NULL || rln_map_get(&seen, k) != NULL)
 			continue;
-		rl_map_get_or_add(&seen, k, rl_marker);
-		rl_apireq_add_key(a, k, (int64_t)strtoll(z->element[i + 1]->str ?
+		rln_map_get_or_add(&seen, k, rln_marker);
+		rln_apireq_add_key(a, k, (int64_t)strtoll(z->element[i + 1]->str ?
 		    z->element[i + 1]->str : "0", NULL, 10));
 	}
 	c.a = a;
 	c.seen = &seen;
-	rl_map_each(&n->acct, rl_collect_local, &c, NULL);
-	rl_map_clear(&seen, NULL);
+	rln_map_each(&n->acct, rln_collect_local, &c, NULL);
+	rln_map_clear(&seen, NULL);
 	if (a->nkeys == 0) {
-		rl_counters_reply(n, a, NULL);
+		rln_counters_reply(n, a, NULL);
 		return;
 	}
-	rl_counters_send(n, a);
+	rln_counters_send(n, a);
 }
 
 void
-rl_api_counters(struct rlnode *n, struct evhttp_request *req, const char *query)
+rln_api_counters(struct rlnode *n, struct evhttp_request *req, const char *query)
 {
-	struct rl_apireq *a;
+	struct rln_apireq *a;
 	struct evkeyvalq q;
 	const char *at;
 	char zmax[24];
-	struct rl_cmd cmds[2] = {
+	struct rln_cmd cmds[2] = {
 		{1, {"TIME"}},
 		{5, {"ZREVRANGE", "rl:keys", "0", zmax, "WITHSCORES"}},
 	};
 
 	TAILQ_INIT(&q);
 	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		rl_http_error(req, 400, "malformed query string");
+		rln_http_error(req, 400, "malformed query string");
 		return;
 	}
-	a = rl_apireq_new(req);
+	a = rln_apireq_new(req);
 	if ((at = evhttp_find_header(&q, "at")) != NULL) {
 		if (op_parse_int(at, 1, INT64_MAX / 2, &a->at_ms) < 0) {
 			evhttp_clear_headers(&q);
-			rl_http_error(req, 400,
+			rln_http_error(req, 400,
 			    "query parameter \"at\" must be a positive integer (Redis time, ms)");
-			rl_apireq_free(a);
+			rln_apireq_free(a);
 			return;
 		}
 		a->has_at = 1;
 	}
 	evhttp_clear_headers(&q);
-	snprintf(zmax, sizeof(zmax), "%d", RL_COUNTERS_MAX - 1);
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_counters_keys, a, cmds, 2) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	snprintf(zmax, sizeof(zmax), "%d", RLN_COUNTERS_MAX - 1);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_counters_keys, a, cmds, 2) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 }
 
 /* ---- /api/limits ---- */
 
 static void
-rl_limit_json(struct rlnode *n, json_object *arr, const char *key, int64_t limit,
+rln_limit_json(struct rlnode *n, json_object *arr, const char *key, int64_t limit,
     int64_t window, int explicit)
 {
 	json_object *o = json_object_new_object();
-	const struct rl_limit *c = rl_map_get(&n->limits, key);
+	const struct rln_limit *c = rln_map_get(&n->limits, key);
 
 	op_json_set_str(o, "key", key);
 	op_json_set_int(o, "limit", limit);
@@ -531,74 +530,74 @@ rl_limit_json(struct rlnode *n, json_object *arr, const char *key, int64_t limit
 	json_object_array_add(arr, o);
 }
 
-struct rl_limits_walk {
+struct rln_limits_walk {
 	struct rlnode *n;
-	struct rl_map *seen;
+	struct rln_map *seen;
 	json_object *arr;
 };
 
 static int
-rl_limits_cached_only(const char *key, void *val, void *arg)
+rln_limits_cached_only(const char *key, void *val, void *arg)
 {
-	struct rl_limits_walk *w = arg;
+	struct rln_limits_walk *w = arg;
 
 	/* In the cache but gone from Redis: the cache is stale. */
-	if (rl_map_get(w->seen, key) == NULL)
-		rl_limit_json(w->n, w->arr, key, w->n->default_limit, w->n->window_ms, 0);
+	if (rln_map_get(w->seen, key) == NULL)
+		rln_limit_json(w->n, w->arr, key, w->n->default_limit, w->n->window_ms, 0);
 	return 0;
 }
 
 static void
-rl_limits_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_limits_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 	json_object *o, *arr;
-	struct rl_limits_walk w;
-	struct rl_map seen;
+	struct rln_limits_walk w;
+	struct rln_map seen;
 	int i;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	o = json_object_new_object();
 	arr = json_object_new_array();
-	rl_map_init(&seen);
+	rln_map_init(&seen);
 	for (i = 0; i < a->nkeys && i < (int)r->elements; i++) {
 		redisReply *h = r->element[i];
 		int64_t l, win;
 		if (h->type != REDIS_REPLY_ARRAY || h->elements != 2 ||
-		    (l = rl_reply_int(h->element[0], -1)) < 0)
+		    (l = rln_reply_int(h->element[0], -1)) < 0)
 			continue;
-		win = rl_reply_int(h->element[1], n->window_ms);
-		rl_map_get_or_add(&seen, a->keys[i], rl_marker);
-		rl_limit_json(n, arr, a->keys[i], l, win, 1);
+		win = rln_reply_int(h->element[1], n->window_ms);
+		rln_map_get_or_add(&seen, a->keys[i], rln_marker);
+		rln_limit_json(n, arr, a->keys[i], l, win, 1);
 	}
 	w.n = n;
 	w.seen = &seen;
 	w.arr = arr;
-	rl_map_each(&n->limits, rl_limits_cached_only, &w, NULL);
-	rl_map_clear(&seen, NULL);
+	rln_map_each(&n->limits, rln_limits_cached_only, &w, NULL);
+	rln_map_clear(&seen, NULL);
 	op_json_set_int(o, "default_limit", n->default_limit);
 	op_json_set_int(o, "default_window_ms", n->window_ms);
 	json_object_object_add(o, "limits", arr);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 static void
-rl_limits_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_limits_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
-	struct rl_cmd *cmds;
+	struct rln_apireq *a = arg;
+	struct rln_cmd *cmds;
 	char **names;
 	int i;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	for (i = 0; i < (int)r->elements; i++)
 		if (r->element[i]->str)
-			rl_apireq_add_key(a, r->element[i]->str, 0);
+			rln_apireq_add_key(a, r->element[i]->str, 0);
 	if (a->nkeys > 1)
-		qsort(a->keys, (size_t)a->nkeys, sizeof(char *), rl_key_cmp);
+		qsort(a->keys, (size_t)a->nkeys, sizeof(char *), rln_key_cmp);
 	cmds = calloc((size_t)a->nkeys + 1, sizeof(*cmds));
 	names = calloc((size_t)a->nkeys + 1, sizeof(*names));
 	if (cmds == NULL || names == NULL)
@@ -606,10 +605,10 @@ rl_limits_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 	for (i = 0; i < a->nkeys; i++) {
 		if (asprintf(&names[i], "rl:limit:%s", a->keys[i]) < 0)
 			fatal("out of memory");
-		cmds[i] = (struct rl_cmd){4, {"HMGET", names[i], "limit", "window_ms"}};
+		cmds[i] = (struct rln_cmd){4, {"HMGET", names[i], "limit", "window_ms"}};
 	}
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_limits_values, a, cmds, a->nkeys) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_limits_values, a, cmds, a->nkeys) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 	for (i = 0; i < a->nkeys; i++)
 		free(names[i]);
 	free(names);
@@ -617,31 +616,31 @@ rl_limits_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 }
 
 void
-rl_api_limits_get(struct rlnode *n, struct evhttp_request *req)
+rln_api_limits_get(struct rlnode *n, struct evhttp_request *req)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
+	struct rln_apireq *a = rln_apireq_new(req);
 	const char *argv[] = {"SMEMBERS", "rl:limits"};
 
-	if (rl_call_mgmt(n, RL_MGMT_TIMEOUT_MS, rl_limits_members, a, 2, argv) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_mgmt(n, RLN_MGMT_TIMEOUT_MS, rln_limits_members, a, 2, argv) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 }
 
 static void *
-rl_limit_alloc(void)
+rln_limit_alloc(void)
 {
-	return calloc(1, sizeof(struct rl_limit));
+	return calloc(1, sizeof(struct rln_limit));
 }
 
 static void
-rl_limit_put_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_limit_put_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
-	struct rl_limit *l;
+	struct rln_apireq *a = arg;
+	struct rln_limit *l;
 	json_object *o;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
-	l = rl_map_get_or_add(&n->limits, a->key, rl_limit_alloc);
+	l = rln_map_get_or_add(&n->limits, a->key, rln_limit_alloc);
 	l->limit = a->limit;
 	l->window_ms = a->window_ms;
 	o = json_object_new_object();
@@ -649,33 +648,33 @@ rl_limit_put_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 	op_json_set_int(o, "limit", a->limit);
 	op_json_set_int(o, "window_ms", a->window_ms);
 	json_object_object_add(o, "updated", json_object_new_boolean(1));
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 static int
-rl_limit_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
-    struct rl_apireq *a)
+rln_limit_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
+    struct rln_apireq *a)
 {
 	json_object *v;
 
 	if (!json_object_object_get_ex(body, "limit", &v)) {
-		rl_http_error(req, 400, "missing field \"limit\" (integer >= 0)");
+		rln_http_error(req, 400, "missing field \"limit\" (integer >= 0)");
 		return -1;
 	}
 	if (!json_object_is_type(v, json_type_int) || (a->limit = json_object_get_int64(v)) < 0 ||
-	    a->limit > RL_LIMIT_MAX) {
-		rl_http_error(req, 400, "field \"limit\" must be an integer 0..%lld",
-		    (long long)RL_LIMIT_MAX);
+	    a->limit > RLW_LIMIT_MAX) {
+		rln_http_error(req, 400, "field \"limit\" must be an integer 0..%lld",
+		    (long long)RLW_LIMIT_MAX);
 		return -1;
 	}
 	a->window_ms = n->window_ms; /* absent or null: the node default */
 	if (json_object_object_get_ex(body, "window_ms", &v) && v != NULL) {
 		if (!json_object_is_type(v, json_type_int) ||
 		    (a->window_ms = json_object_get_int64(v)) < 1 ||
-		    a->window_ms > RL_WINDOW_MAX_MS) {
-			rl_http_error(req, 400, "field \"window_ms\" must be an integer 1..%lld",
-			    (long long)RL_WINDOW_MAX_MS);
+		    a->window_ms > RLN_WINDOW_MAX_MS) {
+			rln_http_error(req, 400, "field \"window_ms\" must be an integer 1..%lld",
+			    (long long)RLN_WINDOW_MAX_MS);
 			return -1;
 		}
 	}
@@ -683,54 +682,54 @@ rl_limit_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
 }
 
 void
-rl_api_limit_put(struct rlnode *n, struct evhttp_request *req, const char *key,
+rln_api_limit_put(struct rlnode *n, struct evhttp_request *req, const char *key,
     json_object *body)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
-	char name[RL_KEY_MAX + 16], lim[24], win[24];
-	struct rl_cmd cmds[3] = {
+	struct rln_apireq *a = rln_apireq_new(req);
+	char name[RLW_KEY_MAX + 16], lim[24], win[24];
+	struct rln_cmd cmds[3] = {
 		{6, {"HSET", name, "limit", lim, "window_ms", win}},
 		{3, {"SADD", "rl:limits", key}},
 		{3, {"PUBLISH", "rl:limits:changed", key}},
 	};
 
-	if (rl_limit_parse(n, req, body, a) < 0) {
-		rl_apireq_free(a);
+	if (rln_limit_parse(n, req, body, a) < 0) {
+		rln_apireq_free(a);
 		return;
 	}
 	op_strlcpy(a->key, key, sizeof(a->key));
 	snprintf(name, sizeof(name), "rl:limit:%s", key);
 	snprintf(lim, sizeof(lim), "%lld", (long long)a->limit);
 	snprintf(win, sizeof(win), "%lld", (long long)a->window_ms);
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_limit_put_done, a, cmds, 3) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_limit_put_done, a, cmds, 3) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 }
 
 static void
-rl_limit_delete_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_limit_delete_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 	json_object *o;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
-	free(rl_map_del(&n->limits, a->key));
+	free(rln_map_del(&n->limits, a->key));
 	o = json_object_new_object();
 	op_json_set_str(o, "key", a->key);
 	json_object_object_add(o, "deleted", json_object_new_boolean(
-	    r->elements == 3 && rl_reply_int(r->element[0], 0) > 0));
+	    r->elements == 3 && rln_reply_int(r->element[0], 0) > 0));
 	op_json_set_int(o, "limit", n->default_limit);
 	op_json_set_int(o, "window_ms", n->window_ms);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 void
-rl_api_limit_delete(struct rlnode *n, struct evhttp_request *req, const char *key)
+rln_api_limit_delete(struct rlnode *n, struct evhttp_request *req, const char *key)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
-	char name[RL_KEY_MAX + 16];
-	struct rl_cmd cmds[3] = {
+	struct rln_apireq *a = rln_apireq_new(req);
+	char name[RLW_KEY_MAX + 16];
+	struct rln_cmd cmds[3] = {
 		{2, {"DEL", name}},
 		{3, {"SREM", "rl:limits", key}},
 		{3, {"PUBLISH", "rl:limits:changed", key}},
@@ -738,87 +737,87 @@ rl_api_limit_delete(struct rlnode *n, struct evhttp_request *req, const char *ke
 
 	op_strlcpy(a->key, key, sizeof(a->key));
 	snprintf(name, sizeof(name), "rl:limit:%s", key);
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_limit_delete_done, a, cmds, 3) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_limit_delete_done, a, cmds, 3) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 }
 
 /* ---- reset, resync ---- */
 
 static void
-rl_reset_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_reset_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 	int64_t deleted, at;
 	json_object *o;
 
-	if (rl_api_redis_failed(a, r, err, 1))
+	if (rln_api_redis_failed(a, r, err, 1))
 		return;
 	if (r->elements != 2) {
-		rl_http_error(a->req, 503, "redis: unexpected reply shape");
-		rl_apireq_free(a);
+		rln_http_error(a->req, 503, "redis: unexpected reply shape");
+		rln_apireq_free(a);
 		return;
 	}
-	deleted = rl_reply_int(r->element[0], 0);
-	at = rl_reply_int(r->element[1], 0);
-	rl_note_redis_time(n, at);
-	rl_acct_reset(rl_acct_for(n, a->key), at);
+	deleted = rln_reply_int(r->element[0], 0);
+	at = rln_reply_int(r->element[1], 0);
+	rln_note_redis_time(n, at);
+	rln_acct_reset(rln_acct_for(n, a->key), at);
 	o = json_object_new_object();
 	op_json_set_str(o, "key", a->key);
 	json_object_object_add(o, "reset", json_object_new_boolean(1));
 	op_json_set_int(o, "deleted", deleted);
 	op_json_set_int(o, "reset_at_ms", at);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 void
-rl_api_reset(struct rlnode *n, struct evhttp_request *req, const char *key)
+rln_api_reset(struct rlnode *n, struct evhttp_request *req, const char *key)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
-	char zkey[RL_KEY_MAX + 8], rkey[RL_KEY_MAX + 16], win[24];
-	struct rl_limit tmp;
-	const char *argv[6] = {"EVAL", rl_reset_lua, "2", zkey, rkey, win};
+	struct rln_apireq *a = rln_apireq_new(req);
+	char zkey[RLW_KEY_MAX + 8], rkey[RLW_KEY_MAX + 16], win[24];
+	struct rln_limit tmp;
+	const char *argv[6] = {"EVAL", rln_reset_lua, "2", zkey, rkey, win};
 
 	op_strlcpy(a->key, key, sizeof(a->key));
 	snprintf(zkey, sizeof(zkey), "rl:%s", key);
 	snprintf(rkey, sizeof(rkey), "rl:reset:%s", key);
-	snprintf(win, sizeof(win), "%lld", (long long)rl_limit_for(n, key, &tmp)->window_ms);
+	snprintf(win, sizeof(win), "%lld", (long long)rln_limit_for(n, key, &tmp)->window_ms);
 	/* Counted once the script is on its way to Redis, not when it answers:
 	 * a reset whose reply timed out may still have run, and the count must
 	 * show it, or a retried reset would look like a single one. */
-	if (rl_call_mgmt(n, RL_MGMT_TIMEOUT_MS, rl_reset_done, a, 6, argv) < 0)
-		rl_api_redis_failed(a, NULL, "not connected", 0);
+	if (rln_call_mgmt(n, RLN_MGMT_TIMEOUT_MS, rln_reset_done, a, 6, argv) < 0)
+		rln_api_redis_failed(a, NULL, "not connected", 0);
 	else
 		n->m.resets++;
 }
 
 static void
-rl_resync_done(struct rlnode *n, int count, const char *err, void *arg)
+rln_resync_done(struct rlnode *n, int count, const char *err, void *arg)
 {
-	struct rl_apireq *a = arg;
+	struct rln_apireq *a = arg;
 	json_object *o;
 
 	if (count < 0) {
-		rl_http_error(a->req, 503, "resync failed: %s", err ? err : "redis error");
-		rl_apireq_free(a);
+		rln_http_error(a->req, 503, "resync failed: %s", err ? err : "redis error");
+		rln_apireq_free(a);
 		return;
 	}
 	o = json_object_new_object();
 	op_json_set_str(o, "node_id", n->node_id);
 	op_json_set_int(o, "resynced", count);
-	rl_http_reply_json(a->req, 200, o);
-	rl_apireq_free(a);
+	rln_http_reply_json(a->req, 200, o);
+	rln_apireq_free(a);
 }
 
 void
-rl_api_resync(struct rlnode *n, struct evhttp_request *req)
+rln_api_resync(struct rlnode *n, struct evhttp_request *req)
 {
-	struct rl_apireq *a = rl_apireq_new(req);
+	struct rln_apireq *a = rln_apireq_new(req);
 
-	/* Counted when sent, like resets (see rl_api_reset). rl_resync_done
+	/* Counted when sent, like resets (see rln_api_reset). rln_resync_done
 	 * must not count: it also runs for a reload that was never sent. */
-	if (rl_limits_reload(n, rl_resync_done, a) < 0)
-		rl_resync_done(n, -1, "redis not connected", a);
+	if (rln_limits_reload(n, rln_resync_done, a) < 0)
+		rln_resync_done(n, -1, "redis not connected", a);
 	else
 		n->m.resyncs++;
 }

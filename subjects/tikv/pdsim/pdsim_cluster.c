@@ -6,7 +6,7 @@
  * as PD sees it. Raft is approximated: peers on a store without a heartbeat
  * for election_ms count as unreachable; a region whose leader is unreachable
  * elects a new leader among the reachable voters if they are a majority. */
-#include "subjects/tikv/pdsim.h"
+#include "subjects/tikv/pdsim/pdsim.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -6,11 +6,11 @@
 
 #include "common/log.h"
 
-#define RL_MAP_INIT_BUCKETS 64
-#define RL_MAP_MAX_LOAD 2 /* entries per bucket before growing */
+#define RLN_MAP_INIT_BUCKETS 64
+#define RLN_MAP_MAX_LOAD 2 /* entries per bucket before growing */
 
 static uint64_t
-rl_map_hash(const char *s)
+rln_map_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a: short keys, no adversary that matters here */
 
@@ -22,9 +22,9 @@ rl_map_hash(const char *s)
 }
 
 void
-rl_map_init(struct rl_map *m)
+rln_map_init(struct rln_map *m)
 {
-	m->nb = RL_MAP_INIT_BUCKETS;
+	m->nb = RLN_MAP_INIT_BUCKETS;
 	m->n = 0;
 	m->b = calloc(m->nb, sizeof(*m->b));
 	if (m->b == NULL)
@@ -32,17 +32,17 @@ rl_map_init(struct rl_map *m)
 }
 
 static void
-rl_map_grow(struct rl_map *m)
+rln_map_grow(struct rln_map *m)
 {
 	size_t nb = m->nb * 2, i;
-	struct rl_ent **b = calloc(nb, sizeof(*b));
+	struct rln_ent **b = calloc(nb, sizeof(*b));
 
 	if (b == NULL)
 		return; /* keep working with longer chains */
 	for (i = 0; i < m->nb; i++) {
-		struct rl_ent *e = m->b[i], *next;
+		struct rln_ent *e = m->b[i], *next;
 		for (; e != NULL; e = next) {
-			size_t j = rl_map_hash(e->key) & (nb - 1);
+			size_t j = rln_map_hash(e->key) & (nb - 1);
 			next = e->next;
 			e->next = b[j];
 			b[j] = e;
@@ -54,9 +54,9 @@ rl_map_grow(struct rl_map *m)
 }
 
 void *
-rl_map_get(const struct rl_map *m, const char *key)
+rln_map_get(const struct rln_map *m, const char *key)
 {
-	struct rl_ent *e = m->b[rl_map_hash(key) & (m->nb - 1)];
+	struct rln_ent *e = m->b[rln_map_hash(key) & (m->nb - 1)];
 
 	for (; e != NULL; e = e->next)
 		if (strcmp(e->key, key) == 0)
@@ -65,20 +65,20 @@ rl_map_get(const struct rl_map *m, const char *key)
 }
 
 void *
-rl_map_get_or_add(struct rl_map *m, const char *key, void *(*mk)(void))
+rln_map_get_or_add(struct rln_map *m, const char *key, void *(*mk)(void))
 {
-	void *v = rl_map_get(m, key);
-	struct rl_ent *e;
+	void *v = rln_map_get(m, key);
+	struct rln_ent *e;
 	size_t i;
 
 	if (v != NULL)
 		return v;
-	if (m->n >= m->nb * RL_MAP_MAX_LOAD)
-		rl_map_grow(m);
+	if (m->n >= m->nb * RLN_MAP_MAX_LOAD)
+		rln_map_grow(m);
 	e = calloc(1, sizeof(*e));
 	if (e == NULL || (e->key = strdup(key)) == NULL || (e->val = mk()) == NULL)
 		fatal("out of memory");
-	i = rl_map_hash(key) & (m->nb - 1);
+	i = rln_map_hash(key) & (m->nb - 1);
 	e->next = m->b[i];
 	m->b[i] = e;
 	m->n++;
@@ -86,9 +86,9 @@ rl_map_get_or_add(struct rl_map *m, const char *key, void *(*mk)(void))
 }
 
 void *
-rl_map_del(struct rl_map *m, const char *key)
+rln_map_del(struct rln_map *m, const char *key)
 {
-	struct rl_ent **pp = &m->b[rl_map_hash(key) & (m->nb - 1)], *e;
+	struct rln_ent **pp = &m->b[rln_map_hash(key) & (m->nb - 1)], *e;
 	void *v;
 
 	for (; (e = *pp) != NULL; pp = &e->next) {
@@ -105,13 +105,13 @@ rl_map_del(struct rl_map *m, const char *key)
 }
 
 void
-rl_map_each(struct rl_map *m, int (*fn)(const char *, void *, void *), void *arg,
+rln_map_each(struct rln_map *m, int (*fn)(const char *, void *, void *), void *arg,
     void (*freeval)(void *))
 {
 	size_t i;
 
 	for (i = 0; i < m->nb; i++) {
-		struct rl_ent **pp = &m->b[i], *e;
+		struct rln_ent **pp = &m->b[i], *e;
 		while ((e = *pp) != NULL) {
 			if (fn(e->key, e->val, arg)) {
 				*pp = e->next;
@@ -128,17 +128,17 @@ rl_map_each(struct rl_map *m, int (*fn)(const char *, void *, void *), void *arg
 }
 
 static int
-rl_map_all(const char *k, void *v, void *arg)
+rln_map_all(const char *k, void *v, void *arg)
 {
 	return 1;
 }
 
 void
-rl_map_clear(struct rl_map *m, void (*freeval)(void *))
+rln_map_clear(struct rln_map *m, void (*freeval)(void *))
 {
 	if (m->b == NULL)
 		return;
-	rl_map_each(m, rl_map_all, NULL, freeval);
+	rln_map_each(m, rln_map_all, NULL, freeval);
 	free(m->b);
 	m->b = NULL;
 	m->nb = 0;

@@ -1,5 +1,5 @@
 /* rlnode_check: POST /check. The script runs on one pool connection with a
- * per-attempt deadline; see rl_check_attempt_failed for what happens when
+ * per-attempt deadline; see rln_check_attempt_failed for what happens when
  * Redis is slow. */
 #include "rlnode.h"
 
@@ -14,15 +14,15 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RL_LOG_EVERY_MS 1000 /* at most one fail-open warning per second */
+#define RLN_LOG_EVERY_MS 1000 /* at most one fail-open warning per second */
 
-static const double rl_hist_bounds[RL_HIST_NB] = {
+static const double rln_hist_bounds[RLN_HIST_NB] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 
-struct rl_check {
+struct rln_check {
 	struct rlnode *n;
 	struct evhttp_request *req;
-	char key[RL_KEY_MAX + 1];
+	char key[RLW_KEY_MAX + 1];
 	int64_t cost;
 	int64_t limit;
 	int64_t window_ms;
@@ -32,7 +32,7 @@ struct rl_check {
 };
 
 static int64_t
-rl_mono_us(void)
+rln_mono_us(void)
 {
 	struct timespec ts;
 
@@ -41,15 +41,15 @@ rl_mono_us(void)
 }
 
 void
-rl_latency_add(struct rlnode *n, int64_t us)
+rln_latency_add(struct rlnode *n, int64_t us)
 {
-	uint64_t i = n->lat.head++ & (RL_LAT_RING - 1);
+	uint64_t i = n->lat.head++ & (RLN_LAT_RING - 1);
 	double s = (double)us / 1e6;
 	int b;
 
 	n->lat.at_ms[i] = op_mono_ms();
 	n->lat.us[i] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-	for (b = 0; b < RL_HIST_NB && s > rl_hist_bounds[b]; b++)
+	for (b = 0; b < RLN_HIST_NB && s > rln_hist_bounds[b]; b++)
 		;
 	n->m.hist[b]++;
 	n->m.hist_sum += s;
@@ -57,7 +57,7 @@ rl_latency_add(struct rlnode *n, int64_t us)
 }
 
 static int
-rl_u32_cmp(const void *a, const void *b)
+rln_u32_cmp(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
@@ -65,10 +65,10 @@ rl_u32_cmp(const void *a, const void *b)
 }
 
 void
-rl_latency_stats(struct rlnode *n, double *p99_ms, uint64_t *count)
+rln_latency_stats(struct rlnode *n, double *p99_ms, uint64_t *count)
 {
-	uint64_t have = n->lat.head < RL_LAT_RING ? n->lat.head : RL_LAT_RING, i, k = 0;
-	int64_t since = op_mono_ms() - RL_LAT_SPAN_MS;
+	uint64_t have = n->lat.head < RLN_LAT_RING ? n->lat.head : RLN_LAT_RING, i, k = 0;
+	int64_t since = op_mono_ms() - RLN_LAT_SPAN_MS;
 	uint32_t *tmp = malloc((have ? have : 1) * sizeof(*tmp));
 
 	*p99_ms = 0;
@@ -80,7 +80,7 @@ rl_latency_stats(struct rlnode *n, double *p99_ms, uint64_t *count)
 			tmp[k++] = n->lat.us[i];
 	if (k > 0) {
 		uint64_t rank = (k * 99 + 99) / 100; /* nearest-rank p99 */
-		qsort(tmp, k, sizeof(*tmp), rl_u32_cmp);
+		qsort(tmp, k, sizeof(*tmp), rln_u32_cmp);
 		*p99_ms = tmp[rank - 1] / 1000.0;
 	}
 	*count = k;
@@ -88,7 +88,7 @@ rl_latency_stats(struct rlnode *n, double *p99_ms, uint64_t *count)
 }
 
 static void
-rl_check_reply(struct rl_check *ck, int allowed, int64_t count, int64_t retry_ms,
+rln_check_reply(struct rln_check *ck, int allowed, int64_t count, int64_t retry_ms,
     int degraded)
 {
 	struct rlnode *n = ck->n;
@@ -116,14 +116,14 @@ rl_check_reply(struct rl_check *ck, int allowed, int64_t count, int64_t retry_ms
 	} else {
 		n->m.allowed++;
 	}
-	rl_latency_add(n, rl_mono_us() - ck->t0_us);
-	rl_http_reply_json(ck->req, allowed ? 200 : 429, o);
+	rln_latency_add(n, rln_mono_us() - ck->t0_us);
+	rln_http_reply_json(ck->req, allowed ? 200 : 429, o);
 	free(ck);
 }
 
 /* Earliest wait until cost more fits in the local log (degraded mode). */
 static int64_t
-rl_local_retry(const struct rl_acct *a, int64_t lo, int64_t now, int64_t window,
+rln_local_retry(const struct rln_acct *a, int64_t lo, int64_t now, int64_t window,
     int64_t excess)
 {
 	int64_t freed = 0;
@@ -149,49 +149,49 @@ rl_local_retry(const struct rl_acct *a, int64_t lo, int64_t now, int64_t window,
  * the limit meanwhile; /health says "degraded" so that is visible.
  */
 static void
-rl_check_fail_open(struct rl_check *ck, const char *why)
+rln_check_fail_open(struct rln_check *ck, const char *why)
 {
 	struct rlnode *n = ck->n;
-	struct rl_acct *a = rl_acct_for(n, ck->key);
-	int64_t now = rl_now_est(n), lo = now - ck->window_ms, count, retry = 0;
+	struct rln_acct *a = rln_acct_for(n, ck->key);
+	int64_t now = rln_now_est(n), lo = now - ck->window_ms, count, retry = 0;
 	static int64_t last_log;
 	int allowed;
 
 	n->m.fail_open++;
 	n->last_fail_open_mono = op_mono_ms();
-	if (n->last_fail_open_mono - last_log >= RL_LOG_EVERY_MS) {
+	if (n->last_fail_open_mono - last_log >= RLN_LOG_EVERY_MS) {
 		last_log = n->last_fail_open_mono;
 		log_warn("check %s failed open after %d attempt(s): %s (%llu so far)", ck->key,
 		    ck->attempts, why, (unsigned long long)n->m.fail_open);
 	}
 	if (a->reset_at_ms > lo)
 		lo = a->reset_at_ms;
-	count = rl_acct_sum(a, lo, now);
+	count = rln_acct_sum(a, lo, now);
 	allowed = count + ck->cost <= ck->limit;
 	if (allowed) {
-		rl_acct_allow(a, now, ck->cost);
+		rln_acct_allow(a, now, ck->cost);
 		count += ck->cost;
 	} else {
-		rl_acct_block(a, now);
+		rln_acct_block(a, now);
 		retry = ck->cost > ck->limit ? ck->window_ms :
-		    rl_local_retry(a, lo, now, ck->window_ms, count + ck->cost - ck->limit);
+		    rln_local_retry(a, lo, now, ck->window_ms, count + ck->cost - ck->limit);
 	}
-	rl_check_reply(ck, allowed, count, retry, 1);
+	rln_check_reply(ck, allowed, count, retry, 1);
 }
 
-static void rl_check_send(struct rl_check *ck);
+static void rln_check_send(struct rln_check *ck);
 
 static void
-rl_check_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_check_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_check *ck = arg;
-	struct rl_acct *a;
+	struct rln_check *ck = arg;
+	struct rln_acct *a;
 	int64_t v[6];
 	size_t i;
 
 	if (n->stopped) {
 		n->m.errors++;
-		rl_http_error(ck->req, 503, "node is shutting down");
+		rln_http_error(ck->req, 503, "node is shutting down");
 		free(ck);
 		return;
 	}
@@ -208,37 +208,37 @@ rl_check_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 		 */
 		if (ck->attempts <= n->retries && !n->stopping) {
 			n->m.redis_retries++;
-			rl_check_send(ck);
+			rln_check_send(ck);
 		} else {
-			rl_check_fail_open(ck, err ? err : "redis error");
+			rln_check_fail_open(ck, err ? err : "redis error");
 		}
 		return;
 	}
 	for (i = 0; i < 6; i++)
-		v[i] = rl_reply_int(r->element[i], 0);
-	rl_note_redis_time(n, v[3]);
+		v[i] = rln_reply_int(r->element[i], 0);
+	rln_note_redis_time(n, v[3]);
 	ck->limit = v[2];
-	a = rl_acct_for(n, ck->key);
+	a = rln_acct_for(n, ck->key);
 	if (v[4] > 0)
-		rl_acct_reset(a, v[4]);
+		rln_acct_reset(a, v[4]);
 	if (v[0])
-		rl_acct_allow(a, v[3], ck->cost);
+		rln_acct_allow(a, v[3], ck->cost);
 	else
-		rl_acct_block(a, v[3]);
-	rl_acct_prune(a, v[3], ck->window_ms);
-	rl_check_reply(ck, v[0] != 0, v[1], v[5], 0);
+		rln_acct_block(a, v[3]);
+	rln_acct_prune(a, v[3], ck->window_ms);
+	rln_check_reply(ck, v[0] != 0, v[1], v[5], 0);
 }
 
 static void
-rl_check_send(struct rl_check *ck)
+rln_check_send(struct rln_check *ck)
 {
 	struct rlnode *n = ck->n;
-	char zkey[RL_KEY_MAX + 8], rkey[RL_KEY_MAX + 16], lim[24], win[24], cost[24];
-	char member[RL_NODE_ID_MAX + 64];
+	char zkey[RLW_KEY_MAX + 8], rkey[RLW_KEY_MAX + 16], lim[24], win[24], cost[24];
+	char member[RLW_NODE_ID_MAX + 64];
 	const char *argv[10];
 	int i;
 
-	while ((i = rl_pool_pick(n, ck->tried)) >= 0) {
+	while ((i = rln_pool_pick(n, ck->tried)) >= 0) {
 		ck->tried |= 1u << i;
 		ck->attempts++;
 		snprintf(zkey, sizeof(zkey), "rl:%s", ck->key);
@@ -251,7 +251,7 @@ rl_check_send(struct rl_check *ck)
 		snprintf(member, sizeof(member), "%s:%lld:%llu", n->node_id,
 		    (long long)n->boot_ms, (unsigned long long)++n->seq);
 		argv[0] = "EVAL";
-		argv[1] = rl_check_lua;
+		argv[1] = rln_check_lua;
 		argv[2] = "3";
 		argv[3] = zkey;
 		argv[4] = "rl:keys";
@@ -260,51 +260,51 @@ rl_check_send(struct rl_check *ck)
 		argv[7] = win;
 		argv[8] = member;
 		argv[9] = cost;
-		if (rl_call_argv(n, &n->conns[i], n->redis_timeout_ms, rl_check_done, ck, 10,
+		if (rln_call_argv(n, &n->conns[i], n->redis_timeout_ms, rln_check_done, ck, 10,
 			argv, NULL) == 0)
 			return;
 		n->m.redis_errors++;
 	}
-	rl_check_fail_open(ck, ck->attempts ? "no other redis connection left" :
+	rln_check_fail_open(ck, ck->attempts ? "no other redis connection left" :
 					       "no redis connection");
 }
 
 static int
-rl_check_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
-    struct rl_check *ck)
+rln_check_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
+    struct rln_check *ck)
 {
 	json_object *k, *c;
 	const char *key;
 	size_t len;
 
 	if (!json_object_object_get_ex(body, "key", &k)) {
-		rl_http_error(req, 400, "missing field \"key\" (string)");
+		rln_http_error(req, 400, "missing field \"key\" (string)");
 		return -1;
 	}
 	if (!json_object_is_type(k, json_type_string)) {
-		rl_http_error(req, 400, "field \"key\" must be a string");
+		rln_http_error(req, 400, "field \"key\" must be a string");
 		return -1;
 	}
 	key = json_object_get_string(k);
 	len = (size_t)json_object_get_string_len(k);
-	if (!rl_key_valid(key, len) || strlen(key) != len) {
-		rl_http_error(req, 400,
+	if (!rln_key_valid(key, len) || strlen(key) != len) {
+		rln_http_error(req, 400,
 		    "field \"key\" must be 1..%d printable characters without spaces",
-		    RL_KEY_MAX);
+		    RLW_KEY_MAX);
 		return -1;
 	}
 	memcpy(ck->key, key, len + 1);
 	ck->cost = 1;
 	if (json_object_object_get_ex(body, "cost", &c)) {
 		if (!json_object_is_type(c, json_type_int)) {
-			rl_http_error(req, 400, "field \"cost\" must be an integer 1..%d",
-			    RL_COST_MAX);
+			rln_http_error(req, 400, "field \"cost\" must be an integer 1..%d",
+			    RLW_COST_MAX);
 			return -1;
 		}
 		ck->cost = json_object_get_int64(c);
-		if (ck->cost < 1 || ck->cost > RL_COST_MAX) {
-			rl_http_error(req, 400, "field \"cost\" must be an integer 1..%d, got %lld",
-			    RL_COST_MAX, (long long)ck->cost);
+		if (ck->cost < 1 || ck->cost > RLW_COST_MAX) {
+			rln_http_error(req, 400, "field \"cost\" must be an integer 1..%d, got %lld",
+			    RLW_COST_MAX, (long long)ck->cost);
 			return -1;
 		}
 	}
@@ -312,29 +312,29 @@ rl_check_parse(struct rlnode *n, struct evhttp_request *req, json_object *body,
 }
 
 void
-rl_check_handle(struct rlnode *n, struct evhttp_request *req, json_object *body)
+rln_check_handle(struct rlnode *n, struct evhttp_request *req, json_object *body)
 {
-	struct rl_check *ck = calloc(1, sizeof(*ck));
-	struct rl_limit tmp;
-	const struct rl_limit *l;
+	struct rln_check *ck = calloc(1, sizeof(*ck));
+	struct rln_limit tmp;
+	const struct rln_limit *l;
 
 	if (ck == NULL) {
 		n->m.errors++;
-		rl_http_error(req, 500, "out of memory");
+		rln_http_error(req, 500, "out of memory");
 		return;
 	}
 	ck->n = n;
 	ck->req = req;
-	ck->t0_us = rl_mono_us();
-	if (rl_check_parse(n, req, body, ck) < 0) {
+	ck->t0_us = rln_mono_us();
+	if (rln_check_parse(n, req, body, ck) < 0) {
 		n->m.errors++;
 		free(ck);
 		return;
 	}
 	/* The cached limit, not a Redis read: keeps /check to one round trip.
-	 * See rl_sub_message for how stale it can get. */
-	l = rl_limit_for(n, ck->key, &tmp);
+	 * See rln_sub_message for how stale it can get. */
+	l = rln_limit_for(n, ck->key, &tmp);
 	ck->limit = l->limit;
 	ck->window_ms = l->window_ms;
-	rl_check_send(ck);
+	rln_check_send(ck);
 }

@@ -1,4 +1,4 @@
-/* rlnode_redis: the Redis side of a node. A pool of RL_POOL_SIZE connections
+/* rlnode_redis: the Redis side of a node. A pool of RLN_POOL_SIZE connections
  * carries /check scripts, one more carries management traffic, and a
  * subscriber connection listens for limit changes. All of it is hiredis
  * async on the node's event loop, so nothing here ever blocks a request. */
@@ -15,27 +15,27 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RL_CHANNEL "rl:limits:changed"
+#define RLN_CHANNEL "rl:limits:changed"
 
-#define RL_STR(x) #x
-#define RL_XSTR(x) RL_STR(x)
+#define RLN_STR(x) #x
+#define RLN_XSTR(x) RLN_STR(x)
 
 /* Sliding-window check. Time comes from Redis so that nodes with skewed
  * clocks still share one window. The rl:keys index lets readers enumerate
  * active keys without SCAN; it is trimmed here, on the write path, so that
  * readers never have to mutate anything.
  *
- * Entries are pruned only RL_PRUNE_SLACK_MS after they leave the window, so
+ * Entries are pruned only RLN_PRUNE_SLACK_MS after they leave the window, so
  * the set holds more than the window: the decision therefore counts with
  * ZCOUNT over (now - window, +inf) rather than ZCARD, and the retry time
  * ranks within that range only. The upper bound is +inf, not now, so that an
  * entry stamped ahead of now (Redis TIME stepped back) still counts, as it
  * did with ZCARD; with a monotonic TIME the range is (now - window, now]. */
-const char rl_check_lua[] =
+const char rln_check_lua[] =
     "local limit = tonumber(ARGV[1])\n"
     "local window = tonumber(ARGV[2])\n"
     "local cost = tonumber(ARGV[4])\n"
-    "local slack = " RL_XSTR(RL_PRUNE_SLACK_MS) "\n"
+    "local slack = " RLN_XSTR(RLN_PRUNE_SLACK_MS) "\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local reset_at = tonumber(redis.call('GET', KEYS[3])) or 0\n"
@@ -66,7 +66,7 @@ const char rl_check_lua[] =
 
 /* Reset: delete the window and record when, in one step, so no check can
  * slip in between and no node can miss the reset time. */
-const char rl_reset_lua[] =
+const char rln_reset_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local d = redis.call('DEL', KEYS[1])\n"
@@ -75,7 +75,7 @@ const char rl_reset_lua[] =
 
 /* Read-only counter view, run with EVAL_RO so a CLIENT PAUSE WRITE does not
  * stall observers. KEYS: rl:{k}, rl:limit:{k}, rl:reset:{k}. */
-const char rl_counter_lua[] =
+const char rln_counter_lua[] =
     "local h = redis.call('HMGET', KEYS[2], 'limit', 'window_ms')\n"
     "local limit = tonumber(h[1]) or tonumber(ARGV[2])\n"
     "local window = tonumber(h[2]) or tonumber(ARGV[3])\n"
@@ -89,7 +89,7 @@ const char rl_counter_lua[] =
 /* Heartbeat. rl:nodes is never trimmed here, so a node that dies stays
  * listed and shows as down once its TTL'd hash is gone; rl:nodes:seen and
  * rl:nodes:addr keep enough to say when and where it was last seen. */
-static const char rl_heartbeat_lua[] =
+static const char rln_heartbeat_lua[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local started = tonumber(ARGV[4])\n"
@@ -102,10 +102,10 @@ static const char rl_heartbeat_lua[] =
     "redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])\n"
     "return {now, started}\n";
 
-static void rl_conn_connect(struct rl_conn *c);
+static void rln_conn_connect(struct rln_conn *c);
 
 int64_t
-rl_reply_int(const redisReply *r, int64_t def)
+rln_reply_int(const redisReply *r, int64_t def)
 {
 	int64_t v;
 
@@ -122,7 +122,7 @@ rl_reply_int(const redisReply *r, int64_t def)
 /* ---- calls ---- */
 
 static void
-rl_call_unlink(struct rl_call *call)
+rln_call_unlink(struct rln_call *call)
 {
 	struct rlnode *n = call->n;
 
@@ -142,42 +142,42 @@ rl_call_unlink(struct rl_call *call)
 /* Answers the caller once; the struct itself lives on until hiredis hands
  * it back, because a timed-out command is still queued on its connection. */
 static void
-rl_call_answer(struct rl_call *call, redisReply *r, const char *err)
+rln_call_answer(struct rln_call *call, redisReply *r, const char *err)
 {
-	rl_call_cb *cb = call->cb;
+	rln_call_cb *cb = call->cb;
 
 	if (cb == NULL)
 		return;
 	call->cb = NULL;
-	rl_call_unlink(call);
+	rln_call_unlink(call);
 	cb(call->n, r, err, call->arg);
 }
 
 static void
-rl_call_done(redisAsyncContext *ac, void *r, void *priv)
+rln_call_done(redisAsyncContext *ac, void *r, void *priv)
 {
-	struct rl_call *call = priv;
+	struct rln_call *call = priv;
 	const char *err = NULL;
 
 	if (call->conn->pending > 0)
 		call->conn->pending--;
 	if (r == NULL)
 		err = ac->errstr[0] ? ac->errstr : "connection lost";
-	rl_call_answer(call, r, err);
+	rln_call_answer(call, r, err);
 	free(call);
 }
 
 static void
-rl_call_timeout(evutil_socket_t fd, short ev, void *arg)
+rln_call_timeout(evutil_socket_t fd, short ev, void *arg)
 {
-	rl_call_answer(arg, NULL, "timeout");
+	rln_call_answer(arg, NULL, "timeout");
 }
 
 int
-rl_call_argv(struct rlnode *n, struct rl_conn *c, int64_t timeout_ms, rl_call_cb *cb,
+rln_call_argv(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
     void *arg, int argc, const char **argv, const size_t *lens)
 {
-	struct rl_call *call;
+	struct rln_call *call;
 	struct timeval tv;
 
 	if (n->stopped || c == NULL || c->ac == NULL)
@@ -189,9 +189,9 @@ rl_call_argv(struct rlnode *n, struct rl_conn *c, int64_t timeout_ms, rl_call_cb
 	call->conn = c;
 	call->cb = cb;
 	call->arg = arg;
-	call->timer = evtimer_new(n->base, rl_call_timeout, call);
+	call->timer = evtimer_new(n->base, rln_call_timeout, call);
 	if (call->timer == NULL ||
-	    redisAsyncCommandArgv(c->ac, rl_call_done, call, argc, argv, lens) != REDIS_OK) {
+	    redisAsyncCommandArgv(c->ac, rln_call_done, call, argc, argv, lens) != REDIS_OK) {
 		if (call->timer)
 			event_free(call->timer);
 		free(call);
@@ -208,29 +208,29 @@ rl_call_argv(struct rlnode *n, struct rl_conn *c, int64_t timeout_ms, rl_call_cb
 	return 0;
 }
 
-static struct rl_conn *
-rl_mgmt_conn(struct rlnode *n)
+static struct rln_conn *
+rln_mgmt_conn(struct rlnode *n)
 {
 	int i;
 
-	if (n->conns[RL_CONN_MGMT].connected)
-		return &n->conns[RL_CONN_MGMT];
-	i = rl_pool_pick(n, 0); /* management must keep working if one socket is down */
-	return i >= 0 ? &n->conns[i] : &n->conns[RL_CONN_MGMT];
+	if (n->conns[RLN_CONN_MGMT].connected)
+		return &n->conns[RLN_CONN_MGMT];
+	i = rln_pool_pick(n, 0); /* management must keep working if one socket is down */
+	return i >= 0 ? &n->conns[i] : &n->conns[RLN_CONN_MGMT];
 }
 
 int
-rl_call_mgmt(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg, int argc,
+rln_call_mgmt(struct rlnode *n, int64_t timeout_ms, rln_call_cb *cb, void *arg, int argc,
     const char **argv)
 {
-	return rl_call_argv(n, rl_mgmt_conn(n), timeout_ms, cb, arg, argc, argv, NULL);
+	return rln_call_argv(n, rln_mgmt_conn(n), timeout_ms, cb, arg, argc, argv, NULL);
 }
 
 int
-rl_call_multi(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg,
-    const struct rl_cmd *cmds, int ncmd)
+rln_call_multi(struct rlnode *n, int64_t timeout_ms, rln_call_cb *cb, void *arg,
+    const struct rln_cmd *cmds, int ncmd)
 {
-	struct rl_conn *c = rl_mgmt_conn(n);
+	struct rln_conn *c = rln_mgmt_conn(n);
 	const char *multi = "MULTI", *exec = "EXEC";
 	int i;
 
@@ -242,23 +242,23 @@ rl_call_multi(struct rlnode *n, int64_t timeout_ms, rl_call_cb *cb, void *arg,
 		if (redisAsyncCommandArgv(c->ac, NULL, NULL, cmds[i].argc, (const char **)cmds[i].argv,
 			NULL) != REDIS_OK)
 			return -1;
-	return rl_call_argv(n, c, timeout_ms, cb, arg, 1, &exec, NULL);
+	return rln_call_argv(n, c, timeout_ms, cb, arg, 1, &exec, NULL);
 }
 
 void
-rl_calls_abort_all(struct rlnode *n)
+rln_calls_abort_all(struct rlnode *n)
 {
 	while (n->live != NULL)
-		rl_call_answer(n->live, NULL, "shutting down");
+		rln_call_answer(n->live, NULL, "shutting down");
 }
 
 int
-rl_pool_pick(struct rlnode *n, unsigned tried_mask)
+rln_pool_pick(struct rlnode *n, unsigned tried_mask)
 {
 	int k;
 
-	for (k = 0; k < RL_POOL_SIZE; k++) {
-		int i = (int)((n->rr + (unsigned)k) % RL_POOL_SIZE);
+	for (k = 0; k < RLN_POOL_SIZE; k++) {
+		int i = (int)((n->rr + (unsigned)k) % RLN_POOL_SIZE);
 		if (n->conns[i].connected && !(tried_mask & (1u << i))) {
 			n->rr = (unsigned)i + 1;
 			return i;
@@ -270,7 +270,7 @@ rl_pool_pick(struct rlnode *n, unsigned tried_mask)
 /* ---- connections ---- */
 
 static void
-rl_conn_schedule(struct rl_conn *c)
+rln_conn_schedule(struct rln_conn *c)
 {
 	struct timeval tv;
 
@@ -279,20 +279,20 @@ rl_conn_schedule(struct rl_conn *c)
 	tv.tv_sec = c->backoff_ms / 1000;
 	tv.tv_usec = (c->backoff_ms % 1000) * 1000;
 	evtimer_add(c->retry_ev, &tv);
-	c->backoff_ms = c->backoff_ms * 2 > RL_BACKOFF_MAX_MS ? RL_BACKOFF_MAX_MS
+	c->backoff_ms = c->backoff_ms * 2 > RLN_BACKOFF_MAX_MS ? RLN_BACKOFF_MAX_MS
 							      : c->backoff_ms * 2;
 }
 
 static void
-rl_conn_retry(evutil_socket_t fd, short ev, void *arg)
+rln_conn_retry(evutil_socket_t fd, short ev, void *arg)
 {
-	rl_conn_connect(arg);
+	rln_conn_connect(arg);
 }
 
 static void
-rl_conn_on_connect(const redisAsyncContext *ac, int status)
+rln_conn_on_connect(const redisAsyncContext *ac, int status)
 {
-	struct rl_conn *c = ac->data;
+	struct rln_conn *c = ac->data;
 
 	if (status != REDIS_OK) {
 		/* hiredis frees the context after this returns */
@@ -300,18 +300,18 @@ rl_conn_on_connect(const redisAsyncContext *ac, int status)
 		    c->backoff_ms);
 		c->ac = NULL;
 		c->connected = 0;
-		rl_conn_schedule(c);
+		rln_conn_schedule(c);
 		return;
 	}
 	c->connected = 1;
-	c->backoff_ms = RL_BACKOFF_MIN_MS;
+	c->backoff_ms = RLN_BACKOFF_MIN_MS;
 	log_info("redis connection %d up", c->idx);
 }
 
 static void
-rl_conn_on_disconnect(const redisAsyncContext *ac, int status)
+rln_conn_on_disconnect(const redisAsyncContext *ac, int status)
 {
-	struct rl_conn *c = ac->data;
+	struct rln_conn *c = ac->data;
 
 	c->ac = NULL;
 	c->connected = 0;
@@ -320,16 +320,16 @@ rl_conn_on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	log_warn("redis connection %d lost: %s; retrying in %d ms", c->idx,
 	    ac->errstr[0] ? ac->errstr : "closed", c->backoff_ms);
-	rl_conn_schedule(c);
+	rln_conn_schedule(c);
 }
 
-static void rl_sub_message(redisAsyncContext *ac, void *r, void *priv);
+static void rln_sub_message(redisAsyncContext *ac, void *r, void *priv);
 
 static void
-rl_conn_connect(struct rl_conn *c)
+rln_conn_connect(struct rln_conn *c)
 {
 	struct rlnode *n = c->n;
-	char name[RL_NODE_ID_MAX + 16];
+	char name[RLW_NODE_ID_MAX + 16];
 	const char *argv[3];
 
 	if (n->stopped)
@@ -341,13 +341,13 @@ rl_conn_connect(struct rl_conn *c)
 		if (c->ac)
 			redisAsyncFree(c->ac);
 		c->ac = NULL;
-		rl_conn_schedule(c);
+		rln_conn_schedule(c);
 		return;
 	}
 	c->ac->data = c;
 	redisLibeventAttach(c->ac, n->base);
-	redisAsyncSetConnectCallback(c->ac, rl_conn_on_connect);
-	redisAsyncSetDisconnectCallback(c->ac, rl_conn_on_disconnect);
+	redisAsyncSetConnectCallback(c->ac, rln_conn_on_connect);
+	redisAsyncSetDisconnectCallback(c->ac, rln_conn_on_disconnect);
 	/* Named so that an operator (or the chaos tool) can find and kill one
 	 * specific connection with CLIENT LIST / CLIENT KILL. */
 	snprintf(name, sizeof(name), c->idx < 0 ? "rlnode-%s-sub" : "rlnode-%s", n->node_id);
@@ -357,44 +357,44 @@ rl_conn_connect(struct rl_conn *c)
 	redisAsyncCommandArgv(c->ac, NULL, NULL, 3, argv, NULL);
 	if (c->idx < 0) {
 		argv[0] = "SUBSCRIBE";
-		argv[1] = RL_CHANNEL;
-		redisAsyncCommandArgv(c->ac, rl_sub_message, c, 2, argv, NULL);
+		argv[1] = RLN_CHANNEL;
+		redisAsyncCommandArgv(c->ac, rln_sub_message, c, 2, argv, NULL);
 	}
 }
 
 /* ---- limits cache ---- */
 
 static void *
-rl_limit_new(void)
+rln_limit_new(void)
 {
-	return calloc(1, sizeof(struct rl_limit));
+	return calloc(1, sizeof(struct rln_limit));
 }
 
 static void
-rl_limit_store(struct rl_map *m, const char *key, const redisReply *lim, const redisReply *win,
+rln_limit_store(struct rln_map *m, const char *key, const redisReply *lim, const redisReply *win,
     int64_t def_window)
 {
-	int64_t l = rl_reply_int(lim, -1), w = rl_reply_int(win, def_window);
-	struct rl_limit *v;
+	int64_t l = rln_reply_int(lim, -1), w = rln_reply_int(win, def_window);
+	struct rln_limit *v;
 
 	if (l < 0) { /* no explicit limit any more: fall back to the default */
-		free(rl_map_del(m, key));
+		free(rln_map_del(m, key));
 		return;
 	}
-	v = rl_map_get_or_add(m, key, rl_limit_new);
+	v = rln_map_get_or_add(m, key, rln_limit_new);
 	v->limit = l;
 	v->window_ms = w > 0 ? w : def_window;
 }
 
-struct rl_reload {
-	rl_reload_cb *done;
+struct rln_reload {
+	rln_reload_cb *done;
 	void *arg;
 	char **keys;
 	int nkeys;
 };
 
 static void
-rl_reload_finish(struct rlnode *n, struct rl_reload *rr, int count, const char *err)
+rln_reload_finish(struct rlnode *n, struct rln_reload *rr, int count, const char *err)
 {
 	int i;
 
@@ -410,41 +410,41 @@ rl_reload_finish(struct rlnode *n, struct rl_reload *rr, int count, const char *
 }
 
 static void
-rl_reload_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_reload_values(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_reload *rr = arg;
-	struct rl_map fresh;
+	struct rln_reload *rr = arg;
+	struct rln_map fresh;
 	int i;
 
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || (int)r->elements != rr->nkeys) {
-		rl_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
+		rln_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
 		return;
 	}
-	rl_map_init(&fresh);
+	rln_map_init(&fresh);
 	for (i = 0; i < rr->nkeys; i++) {
 		redisReply *h = r->element[i];
 		if (h->type == REDIS_REPLY_ARRAY && h->elements == 2)
-			rl_limit_store(&fresh, rr->keys[i], h->element[0], h->element[1],
+			rln_limit_store(&fresh, rr->keys[i], h->element[0], h->element[1],
 			    n->window_ms);
 	}
 	/* Swap whole: a reload is authoritative, so stale entries go too. */
-	rl_map_clear(&n->limits, free);
+	rln_map_clear(&n->limits, free);
 	n->limits = fresh;
 	n->limits_loaded = 1;
 	log_info("limits reloaded: %zu explicit", n->limits.n);
-	rl_reload_finish(n, rr, (int)n->limits.n, NULL);
+	rln_reload_finish(n, rr, (int)n->limits.n, NULL);
 }
 
 static void
-rl_reload_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_reload_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
-	struct rl_reload *rr = arg;
-	struct rl_cmd *cmds;
+	struct rln_reload *rr = arg;
+	struct rln_cmd *cmds;
 	char **names;
 	int i, nk;
 
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
-		rl_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
+		rln_reload_finish(n, rr, -1, err ? err : (r && r->str ? r->str : "bad reply"));
 		return;
 	}
 	nk = (int)r->elements;
@@ -465,8 +465,8 @@ rl_reload_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 		cmds[i].argv[3] = "window_ms";
 	}
 	rr->nkeys = nk;
-	if (rl_call_multi(n, RL_MGMT_TIMEOUT_MS, rl_reload_values, rr, cmds, nk) < 0)
-		rl_reload_finish(n, rr, -1, "redis not connected");
+	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_reload_values, rr, cmds, nk) < 0)
+		rln_reload_finish(n, rr, -1, "redis not connected");
 	for (i = 0; i < nk; i++)
 		free(names[i]);
 	free(names);
@@ -474,16 +474,16 @@ rl_reload_members(struct rlnode *n, redisReply *r, const char *err, void *arg)
 }
 
 int
-rl_limits_reload(struct rlnode *n, rl_reload_cb *done, void *arg)
+rln_limits_reload(struct rlnode *n, rln_reload_cb *done, void *arg)
 {
-	struct rl_reload *rr = calloc(1, sizeof(*rr));
+	struct rln_reload *rr = calloc(1, sizeof(*rr));
 	const char *argv[] = {"SMEMBERS", "rl:limits"};
 
 	if (rr == NULL)
 		return -1;
 	rr->done = done;
 	rr->arg = arg;
-	if (rl_call_argv(n, rl_mgmt_conn(n), RL_MGMT_TIMEOUT_MS, rl_reload_members, rr, 2, argv,
+	if (rln_call_argv(n, rln_mgmt_conn(n), RLN_MGMT_TIMEOUT_MS, rln_reload_members, rr, 2, argv,
 		NULL) < 0) {
 		free(rr);
 		return -1;
@@ -493,12 +493,12 @@ rl_limits_reload(struct rlnode *n, rl_reload_cb *done, void *arg)
 }
 
 static void
-rl_limit_fetched(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_limit_fetched(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
 	char *key = arg;
 
 	if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-		rl_limit_store(&n->limits, key, r->element[0], r->element[1], n->window_ms);
+		rln_limit_store(&n->limits, key, r->element[0], r->element[1], n->window_ms);
 		log_info("limit cache updated for %s", key);
 	} else {
 		log_warn("limit refresh for %s failed: %s", key, err ? err : "bad reply");
@@ -507,7 +507,7 @@ rl_limit_fetched(struct rlnode *n, redisReply *r, const char *err, void *arg)
 }
 
 static void
-rl_limit_fetch(struct rlnode *n, const char *key)
+rln_limit_fetch(struct rlnode *n, const char *key)
 {
 	char *name, *k = strdup(key);
 	const char *argv[4] = {"HMGET", NULL, "limit", "window_ms"};
@@ -515,7 +515,7 @@ rl_limit_fetch(struct rlnode *n, const char *key)
 	if (k == NULL || asprintf(&name, "rl:limit:%s", key) < 0)
 		fatal("out of memory");
 	argv[1] = name;
-	if (rl_call_argv(n, rl_mgmt_conn(n), RL_MGMT_TIMEOUT_MS, rl_limit_fetched, k, 4, argv,
+	if (rln_call_argv(n, rln_mgmt_conn(n), RLN_MGMT_TIMEOUT_MS, rln_limit_fetched, k, 4, argv,
 		NULL) < 0) {
 		log_warn("limit refresh for %s not sent: redis not connected", key);
 		free(k);
@@ -525,7 +525,7 @@ rl_limit_fetch(struct rlnode *n, const char *key)
 
 /*
  * Subscriber. Known staleness bound: when this connection drops, the node
- * reconnects (backoff from RL_BACKOFF_MIN_MS) and re-SUBSCRIBEs but does NOT
+ * reconnects (backoff from RLN_BACKOFF_MIN_MS) and re-SUBSCRIBEs but does NOT
  * reload the limits. An invalidation published while it was disconnected is
  * therefore missed, and /check keeps enforcing the stale cached limit until
  * the next periodic refresh (--limit-refresh) or POST /api/resync. This is
@@ -533,9 +533,9 @@ rl_limit_fetch(struct rlnode *n, const char *key)
  * limit != cached_limit.
  */
 static void
-rl_sub_message(redisAsyncContext *ac, void *r, void *priv)
+rln_sub_message(redisAsyncContext *ac, void *r, void *priv)
 {
-	struct rl_conn *c = priv;
+	struct rln_conn *c = priv;
 	struct rlnode *n = c->n;
 	redisReply *rep = r;
 
@@ -543,36 +543,36 @@ rl_sub_message(redisAsyncContext *ac, void *r, void *priv)
 	    rep->element[0]->str == NULL)
 		return;
 	if (strcmp(rep->element[0]->str, "subscribe") == 0) {
-		log_info("subscribed to %s", RL_CHANNEL);
+		log_info("subscribed to %s", RLN_CHANNEL);
 		/* The first load follows the subscription so no change can fall
 		 * between load and subscribe at startup. */
-		if (!n->limits_loaded && !n->loading && rl_limits_reload(n, NULL, NULL) < 0)
+		if (!n->limits_loaded && !n->loading && rln_limits_reload(n, NULL, NULL) < 0)
 			log_warn("initial limits load not sent; the refresh timer will retry");
 	} else if (strcmp(rep->element[0]->str, "message") == 0 && rep->element[2]->str) {
-		rl_limit_fetch(n, rep->element[2]->str);
+		rln_limit_fetch(n, rep->element[2]->str);
 	}
 }
 
 /* ---- heartbeat ---- */
 
 static void
-rl_heartbeat_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
+rln_heartbeat_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 {
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
 		log_warn("heartbeat failed: %s", err ? err : (r && r->str ? r->str : "bad reply"));
 		return;
 	}
-	rl_note_redis_time(n, r->element[0]->integer);
+	rln_note_redis_time(n, r->element[0]->integer);
 	if (n->started_wall_ms == 0)
 		n->started_wall_ms = r->element[1]->integer;
 	if (!n->limits_loaded && !n->loading && n->sub.connected)
-		rl_limits_reload(n, NULL, NULL); /* the initial load failed; try again */
+		rln_limits_reload(n, NULL, NULL); /* the initial load failed; try again */
 }
 
 void
-rl_heartbeat(struct rlnode *n)
+rln_heartbeat(struct rlnode *n)
 {
-	char node[RL_NODE_ID_MAX + 16], addr[400], pid[24], started[24], ttl[24];
+	char node[RLW_NODE_ID_MAX + 16], addr[400], pid[24], started[24], ttl[24];
 	const char *argv[12];
 
 	snprintf(node, sizeof(node), "rl:node:%s", n->node_id);
@@ -581,7 +581,7 @@ rl_heartbeat(struct rlnode *n)
 	snprintf(started, sizeof(started), "%lld", (long long)n->started_wall_ms);
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)n->node_ttl_ms);
 	argv[0] = "EVAL";
-	argv[1] = rl_heartbeat_lua;
+	argv[1] = rln_heartbeat_lua;
 	argv[2] = "4";
 	argv[3] = "rl:nodes";
 	argv[4] = node;
@@ -592,16 +592,16 @@ rl_heartbeat(struct rlnode *n)
 	argv[9] = pid;
 	argv[10] = started;
 	argv[11] = ttl;
-	if (rl_call_argv(n, rl_mgmt_conn(n), n->heartbeat_ms, rl_heartbeat_done, NULL, 12, argv,
+	if (rln_call_argv(n, rln_mgmt_conn(n), n->heartbeat_ms, rln_heartbeat_done, NULL, 12, argv,
 		NULL) < 0)
 		log_debug("heartbeat skipped: redis not connected");
 }
 
 int
-rl_deregister(struct rlnode *n, rl_call_cb *cb)
+rln_deregister(struct rlnode *n, rln_call_cb *cb)
 {
-	char node[RL_NODE_ID_MAX + 16];
-	struct rl_cmd cmds[4] = {
+	char node[RLW_NODE_ID_MAX + 16];
+	struct rln_cmd cmds[4] = {
 		{2, {"DEL", node}},
 		{3, {"SREM", "rl:nodes", n->node_id}},
 		{3, {"HDEL", "rl:nodes:seen", n->node_id}},
@@ -609,37 +609,37 @@ rl_deregister(struct rlnode *n, rl_call_cb *cb)
 	};
 
 	snprintf(node, sizeof(node), "rl:node:%s", n->node_id);
-	return rl_call_multi(n, RL_STOP_TIMEOUT_MS, cb, NULL, cmds, 4);
+	return rln_call_multi(n, RLN_STOP_TIMEOUT_MS, cb, NULL, cmds, 4);
 }
 
 /* ---- lifecycle ---- */
 
 static void
-rl_conn_init(struct rlnode *n, struct rl_conn *c, int idx)
+rln_conn_init(struct rlnode *n, struct rln_conn *c, int idx)
 {
 	c->n = n;
 	c->idx = idx;
-	c->backoff_ms = RL_BACKOFF_MIN_MS;
-	c->retry_ev = evtimer_new(n->base, rl_conn_retry, c);
+	c->backoff_ms = RLN_BACKOFF_MIN_MS;
+	c->retry_ev = evtimer_new(n->base, rln_conn_retry, c);
 	if (c->retry_ev == NULL)
 		fatal("evtimer_new failed");
 }
 
 void
-rl_redis_start(struct rlnode *n)
+rln_redis_start(struct rlnode *n)
 {
 	int i;
 
-	for (i = 0; i < RL_NCONN; i++) {
-		rl_conn_init(n, &n->conns[i], i);
-		rl_conn_connect(&n->conns[i]);
+	for (i = 0; i < RLN_NCONN; i++) {
+		rln_conn_init(n, &n->conns[i], i);
+		rln_conn_connect(&n->conns[i]);
 	}
-	rl_conn_init(n, &n->sub, -1);
-	rl_conn_connect(&n->sub);
+	rln_conn_init(n, &n->sub, -1);
+	rln_conn_connect(&n->sub);
 }
 
 static void
-rl_conn_close(struct rl_conn *c)
+rln_conn_close(struct rln_conn *c)
 {
 	if (c->retry_ev) {
 		event_free(c->retry_ev);
@@ -655,13 +655,13 @@ rl_conn_close(struct rl_conn *c)
 }
 
 void
-rl_redis_stop(struct rlnode *n)
+rln_redis_stop(struct rlnode *n)
 {
 	int i;
 
 	n->stopped = 1;
-	rl_calls_abort_all(n);
-	for (i = 0; i < RL_NCONN; i++)
-		rl_conn_close(&n->conns[i]);
-	rl_conn_close(&n->sub);
+	rln_calls_abort_all(n);
+	for (i = 0; i < RLN_NCONN; i++)
+		rln_conn_close(&n->conns[i]);
+	rln_conn_close(&n->sub);
 }
