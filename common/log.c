@@ -25,19 +25,56 @@ log_setproc(const char *procname)
 	snprintf(log_proc, sizeof(log_proc), "%s", procname);
 }
 
+/* Copies src into dst (size dstlen, NUL-terminated) with every control
+ * character and DEL written as \n, \r, \t or \xNN: text from outside (a
+ * frame type, a peer's error, a key) can then never start a line of its
+ * own or move the cursor of whoever reads the log. */
+size_t
+log_escape(char *dst, size_t dstlen, const char *src)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (dstlen == 0)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)src; *p != '\0'; p++) {
+		char esc[5];
+		size_t n = 0;
+		if (*p == '\n' || *p == '\r' || *p == '\t') {
+			esc[n++] = '\\';
+			esc[n++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+		} else if (*p < 0x20 || *p == 0x7f) {
+			esc[n++] = '\\';
+			esc[n++] = 'x';
+			esc[n++] = hex[*p >> 4];
+			esc[n++] = hex[*p & 0xf];
+		} else {
+			esc[n++] = (char)*p;
+		}
+		if (o + n >= dstlen)
+			break; /* never cut an escape in half */
+		memcpy(dst + o, esc, n);
+		o += n;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
 static void
 log_vwrite(enum log_level lvl, const char *func, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char msg[LOG_LINE_MAX], line[LOG_LINE_MAX];
 	int n;
 
 	n = snprintf(line, sizeof(line), "%s[%d]: %s: %s: ", log_proc,
 	    (int)getpid(), log_lvl_names[lvl], func);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
-	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	/* The whole message is escaped: its arguments may carry outside input,
+	 * and no format string of ours has a control character to keep. */
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t len = (size_t)n + log_escape(line + n, sizeof(line) - 1 - (size_t)n, msg);
 	/* One write(2) per line so lines from several processes never interleave. */
-	size_t len = strnlen(line, sizeof(line) - 2);
 	line[len++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, len);
 	(void)w;
