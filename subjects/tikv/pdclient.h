@@ -196,6 +196,10 @@ int pd_parse_schedule_config(const char *buf, size_t len, struct pd_schedule_con
 /* A JSON array of strings (schedulers, operators); null → empty list. */
 int pd_parse_strlist(const char *buf, size_t len, struct pd_strlist *out, struct pd_err *err);
 int pd_parse_op_status(const char *buf, size_t len, struct pd_op_status *out, struct pd_err *err);
+/* Fills *e (NULL is allowed) with a cleaned message; pd_err_clear empties it. */
+void pd_err_set(struct pd_err *e, int status, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void pd_err_clear(struct pd_err *e);
 /* Turns a non-2xx answer into *err (kind http). what: "GET /pd/api/v1/store/7". */
 void pd_parse_error(const char *what, long status, const char *buf, size_t len,
     struct pd_err *err);
