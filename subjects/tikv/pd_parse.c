@@ -1081,3 +1081,394 @@ pd_parse_op_status(const char *buf, size_t len, struct pd_op_status *out, struct
 	return 0;
 }
 
+
+/* ------------------------------------------- streaming region list decoder */
+
+/* GET /regions at 100k regions is ~45 MB of JSON, and building a json-c tree
+ * of it cost ten times its transfer. This decoder is fed the body as it
+ * arrives, keeps no tree and no body, and hands each region's few fields the
+ * observation needs (id, peer/pending/down store ids, leader store) to a
+ * callback. It checks the JSON grammar as strictly as json-c does for these
+ * bodies, so garbage is still a parse error. */
+
+enum { RS_K_OTHER, RS_K_ELEM, RS_K_COUNT, RS_K_REGIONS, RS_K_ID, RS_K_PEERS, RS_K_LEADER,
+	RS_K_PENDING, RS_K_DOWN, RS_K_PEER, RS_K_STORE_ID };
+/* What the grammar allows next. */
+enum { RS_E_VALUE, RS_E_VALUE_OR_CLOSE, RS_E_KEY_OR_CLOSE, RS_E_KEY, RS_E_COLON,
+	RS_E_COMMA_OR_CLOSE, RS_E_END };
+/* Inside which token the lexer is. */
+enum { RS_L_NONE, RS_L_STR, RS_L_NUM, RS_L_LIT };
+
+static const struct {
+	const char *name;
+	unsigned char id;
+} rs_keys[] = {{"count", RS_K_COUNT}, {"regions", RS_K_REGIONS}, {"id", RS_K_ID},
+	{"peers", RS_K_PEERS}, {"leader", RS_K_LEADER}, {"pending_peers", RS_K_PENDING},
+	{"down_peers", RS_K_DOWN}, {"peer", RS_K_PEER}, {"store_id", RS_K_STORE_ID}};
+
+void
+pd_regscan_init(struct pd_regscan *s, pd_region_brief_fn *fn, void *arg)
+{
+	memset(s, 0, sizeof(*s));
+	s->fn = fn;
+	s->arg = arg;
+	s->count = -1;
+}
+
+static int
+rs_fail(struct pd_regscan *s, struct pd_err *err, const char *why)
+{
+	if (!s->failed)
+		pd_err_set(err, 200, PD_ERR_PARSE, "regions: byte %llu: %s",
+		    (unsigned long long)s->off, why);
+	s->failed = 1;
+	return -1;
+}
+
+static int
+rs_u64(const char *t, size_t n, uint64_t *v)
+{
+	uint64_t x = 0;
+
+	if (n == 0 || n > 20)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i] < '0' || t[i] > '9')
+			return -1;
+		uint64_t d = (uint64_t)(t[i] - '0');
+		if (x > (UINT64_MAX - d) / 10)
+			return -1;
+		x = x * 10 + d;
+	}
+	*v = x;
+	return 0;
+}
+
+/* The key of the member being read at frame d, or RS_K_ELEM in an array. */
+#define RS_K(s, d) ((s)->frame[d].kind == '[' ? RS_K_ELEM : (s)->frame[d].key)
+
+static int
+rs_store_slot(struct pd_regscan *s, struct pd_err *err, size_t *n, uint64_t *arr)
+{
+	if (*n >= PD_BRIEF_PEERS_MAX)
+		return rs_fail(s, err, "a region lists more peers than " PD_STR(PD_BRIEF_PEERS_MAX));
+	arr[(*n)++] = 0;
+	return 0;
+}
+
+/* A container opens at the current depth (before the push). */
+static int
+rs_open(struct pd_regscan *s, char kind, struct pd_err *err)
+{
+	int d = s->depth;
+
+	if (d == 0 && kind != '{')
+		return rs_fail(s, err, "expected a JSON object");
+	if (d == 1 && s->frame[0].key == RS_K_REGIONS && kind != '[')
+		return rs_fail(s, err, "field \"regions\" should be an array");
+	if (d == 2 && s->frame[0].key == RS_K_REGIONS) {
+		if (kind != '{')
+			return rs_fail(s, err, "a region is not an object");
+		memset(&s->cur, 0, sizeof(s->cur));
+		s->have_id = 0;
+	}
+	if (d == 4 && s->frame[0].key == RS_K_REGIONS && kind == '{') {
+		int k = s->frame[2].key;
+		if (k == RS_K_PEERS && rs_store_slot(s, err, &s->cur.n_peers, s->cur.peers) != 0)
+			return -1;
+		if (k == RS_K_PENDING &&
+		    rs_store_slot(s, err, &s->cur.n_pending, s->cur.pending) != 0)
+			return -1;
+		if (k == RS_K_DOWN && rs_store_slot(s, err, &s->cur.n_down, s->cur.down) != 0)
+			return -1;
+	}
+	if (d >= PD_SCAN_DEPTH)
+		return rs_fail(s, err, "nested too deeply");
+	s->frame[d].kind = (unsigned char)kind;
+	s->frame[d].key = RS_K_OTHER;
+	s->depth++;
+	return 0;
+}
+
+static int
+rs_close(struct pd_regscan *s, struct pd_err *err)
+{
+	if (s->depth == 3 && s->frame[0].key == RS_K_REGIONS) {
+		if (!s->have_id)
+			return rs_fail(s, err, "a region has no \"id\"");
+		s->cur.has_leader = s->cur.leader_store != 0;
+		s->nregions++;
+		if (s->fn)
+			s->fn(&s->cur, s->arg);
+	}
+	s->depth--;
+	return 0;
+}
+
+/* A number at the current position. */
+static int
+rs_number(struct pd_regscan *s, struct pd_err *err)
+{
+	const char *t = s->tok;
+	size_t n = s->ntok;
+	int d = s->depth;
+	uint64_t v;
+	char *end;
+	char tmp[sizeof(s->tok) + 1];
+
+	memcpy(tmp, t, n);
+	tmp[n] = '\0';
+	if (s->tok_long)
+		return rs_fail(s, err, "number too long");
+	strtod(tmp, &end);
+	if (end != tmp + n || (n > 1 && tmp[0] == '0' && tmp[1] >= '0' && tmp[1] <= '9') ||
+	    (n > 2 && tmp[0] == '-' && tmp[1] == '0' && tmp[2] >= '0' && tmp[2] <= '9'))
+		return rs_fail(s, err, "malformed number");
+	if (d == 1 && s->frame[0].key == RS_K_COUNT) {
+		int64_t c;
+		if (rs_u64(t, n, &v) != 0 || v > INT64_MAX)
+			return rs_fail(s, err, "field \"count\" is not a count");
+		c = (int64_t)v;
+		s->count = c;
+		return 0;
+	}
+	if (d < 3 || s->frame[0].key != RS_K_REGIONS)
+		return 0;
+	int k2 = s->frame[2].key;
+	uint64_t *slot = NULL;
+	if (d == 3 && k2 == RS_K_ID) {
+		if (rs_u64(t, n, &s->cur.id) != 0)
+			return rs_fail(s, err, "a region id is not a uint64");
+		s->have_id = 1;
+		return 0;
+	}
+	if (d == 4 && k2 == RS_K_LEADER && s->frame[3].key == RS_K_STORE_ID)
+		slot = &s->cur.leader_store;
+	else if (d == 5 && RS_K(s, 4) == RS_K_STORE_ID && k2 == RS_K_PEERS && s->cur.n_peers)
+		slot = &s->cur.peers[s->cur.n_peers - 1];
+	else if (d == 5 && RS_K(s, 4) == RS_K_STORE_ID && k2 == RS_K_PENDING && s->cur.n_pending)
+		slot = &s->cur.pending[s->cur.n_pending - 1];
+	else if (d == 6 && k2 == RS_K_DOWN && RS_K(s, 4) == RS_K_PEER &&
+	    RS_K(s, 5) == RS_K_STORE_ID && s->cur.n_down)
+		slot = &s->cur.down[s->cur.n_down - 1];
+	if (slot != NULL && rs_u64(t, n, slot) != 0)
+		return rs_fail(s, err, "a store_id is not a uint64");
+	return 0;
+}
+
+static int
+rs_key(struct pd_regscan *s)
+{
+	struct pd_scan_frame *f = &s->frame[s->depth - 1];
+
+	f->key = RS_K_OTHER;
+	if (s->tok_long)
+		return 0;
+	for (size_t i = 0; i < sizeof(rs_keys) / sizeof(rs_keys[0]); i++)
+		if (strlen(rs_keys[i].name) == s->ntok &&
+		    memcmp(rs_keys[i].name, s->tok, s->ntok) == 0)
+			f->key = rs_keys[i].id;
+	return 0;
+}
+
+static void
+rs_tok_add(struct pd_regscan *s, char c)
+{
+	if (s->ntok < sizeof(s->tok))
+		s->tok[s->ntok++] = c;
+	else
+		s->tok_long = 1;
+}
+
+/* A value ended: what may follow. */
+static void
+rs_after_value(struct pd_regscan *s)
+{
+	s->expect = s->depth == 0 ? RS_E_END : RS_E_COMMA_OR_CLOSE;
+}
+
+static int
+rs_scalar_check(struct pd_regscan *s, struct pd_err *err, const char *what)
+{
+	if (s->depth == 0)
+		return rs_fail(s, err, "expected a JSON object");
+	if (s->depth == 1 && s->frame[0].key == RS_K_REGIONS && strcmp(what, "null") != 0)
+		return rs_fail(s, err, "field \"regions\" should be an array");
+	if (s->depth == 1 && s->frame[0].key == RS_K_COUNT && strcmp(what, "number") != 0)
+		return rs_fail(s, err, "field \"count\" should be a number");
+	if (s->depth == 2 && s->frame[0].key == RS_K_REGIONS)
+		return rs_fail(s, err, "a region is not an object");
+	if (s->depth == 3 && s->frame[0].key == RS_K_REGIONS && s->frame[2].key == RS_K_ID &&
+	    strcmp(what, "number") != 0)
+		return rs_fail(s, err, "a region id should be a number");
+	return 0;
+}
+
+static int
+rs_literal_end(struct pd_regscan *s, struct pd_err *err)
+{
+	static const char *const lits[] = {"true", "false", "null"};
+
+	for (size_t i = 0; i < 3; i++)
+		if (!s->tok_long && strlen(lits[i]) == s->ntok && memcmp(lits[i], s->tok, s->ntok) == 0) {
+			if (rs_scalar_check(s, err, lits[i]) != 0)
+				return -1;
+			rs_after_value(s);
+			return 0;
+		}
+	return rs_fail(s, err, "invalid literal");
+}
+
+int
+pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err *err)
+{
+	const char *p = buf, *e = buf + len;
+
+	if (s->failed)
+		return -1;
+	while (p < e) {
+		char c = *p;
+		switch (s->lex) {
+		case RS_L_STR: {
+			/* the long hex keys are most of the body: skip plain bytes fast */
+			int keep = s->expect == RS_E_COLON;
+			while (p < e && !s->esc && s->uni == 0 && *p != '"' && *p != '\\' &&
+			    (unsigned char)*p >= 0x20) {
+				if (keep)
+					rs_tok_add(s, *p);
+				p++;
+				s->off++;
+			}
+			if (p == e)
+				continue;
+			c = *p;
+			if ((unsigned char)c < 0x20)
+				return rs_fail(s, err, "control byte in a string");
+			if (s->uni > 0) {
+				if (!isxdigit((unsigned char)c))
+					return rs_fail(s, err, "bad \\u escape");
+				s->uni--;
+			} else if (s->esc) {
+				s->esc = 0;
+				if (c == 'u')
+					s->uni = 4;
+				else if (strchr("\"\\/bfnrt", c) == NULL)
+					return rs_fail(s, err, "bad escape in a string");
+				else if (keep)
+					s->tok_long = 1; /* an escaped key is none of ours */
+			} else if (c == '\\') {
+				s->esc = 1;
+			} else { /* closing quote */
+				s->lex = RS_L_NONE;
+				if (s->expect == RS_E_COLON) {
+					rs_key(s);
+				} else {
+					if (rs_scalar_check(s, err, "string") != 0)
+						return -1;
+					rs_after_value(s);
+				}
+			}
+			p++;
+			s->off++;
+			continue;
+		}
+		case RS_L_NUM:
+			if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' ||
+			    c == 'E') {
+				rs_tok_add(s, c);
+				p++;
+				s->off++;
+				continue;
+			}
+			s->lex = RS_L_NONE;
+			if (rs_scalar_check(s, err, "number") != 0 || rs_number(s, err) != 0)
+				return -1;
+			rs_after_value(s);
+			continue; /* c is looked at again */
+		case RS_L_LIT:
+			if (c >= 'a' && c <= 'z') {
+				rs_tok_add(s, c);
+				p++;
+				s->off++;
+				continue;
+			}
+			s->lex = RS_L_NONE;
+			if (rs_literal_end(s, err) != 0)
+				return -1;
+			continue;
+		default:
+			break;
+		}
+		/* between tokens */
+		if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+			p++;
+			s->off++;
+			continue;
+		}
+		int want_value = s->expect == RS_E_VALUE || s->expect == RS_E_VALUE_OR_CLOSE;
+		if (c == '"' && (want_value || s->expect == RS_E_KEY ||
+		    s->expect == RS_E_KEY_OR_CLOSE)) {
+			if (s->expect == RS_E_KEY || s->expect == RS_E_KEY_OR_CLOSE)
+				s->expect = RS_E_COLON; /* the string is a key */
+			s->lex = RS_L_STR;
+			s->ntok = 0;
+			s->tok_long = 0;
+		} else if ((c == '{' || c == '[') && want_value) {
+			if (rs_open(s, c, err) != 0)
+				return -1;
+			s->expect = c == '{' ? RS_E_KEY_OR_CLOSE : RS_E_VALUE_OR_CLOSE;
+		} else if ((c == '}' && s->depth > 0 && s->frame[s->depth - 1].kind == '{' &&
+		    (s->expect == RS_E_KEY_OR_CLOSE || s->expect == RS_E_COMMA_OR_CLOSE)) ||
+		    (c == ']' && s->depth > 0 && s->frame[s->depth - 1].kind == '[' &&
+		    (s->expect == RS_E_VALUE_OR_CLOSE || s->expect == RS_E_COMMA_OR_CLOSE))) {
+			if (rs_close(s, err) != 0)
+				return -1;
+			rs_after_value(s);
+		} else if (c == ',' && s->expect == RS_E_COMMA_OR_CLOSE) {
+			s->expect = s->frame[s->depth - 1].kind == '{' ? RS_E_KEY : RS_E_VALUE;
+		} else if (c == ':' && s->expect == RS_E_COLON && s->lex == RS_L_NONE) {
+			s->expect = RS_E_VALUE;
+		} else if (want_value && (c == '-' || (c >= '0' && c <= '9'))) {
+			s->lex = RS_L_NUM;
+			s->ntok = 0;
+			s->tok_long = 0;
+			continue; /* the digit is taken by RS_L_NUM */
+		} else if (want_value && (c == 't' || c == 'f' || c == 'n')) {
+			s->lex = RS_L_LIT;
+			s->ntok = 0;
+			s->tok_long = 0;
+			continue;
+		} else {
+			char why[48];
+			snprintf(why, sizeof(why), (unsigned char)c >= 0x20 && (unsigned char)c < 0x7f
+			    ? "unexpected '%c'" : "unexpected byte 0x%02x", (unsigned char)c);
+			return rs_fail(s, err, why);
+		}
+		p++;
+		s->off++;
+	}
+	return 0;
+}
+
+int
+pd_regscan_finish(struct pd_regscan *s, struct pd_err *err)
+{
+	if (s->failed)
+		return -1;
+	if (s->off == 0)
+		return rs_fail(s, err, "empty body");
+	if (s->lex == RS_L_LIT && rs_literal_end(s, err) != 0)
+		return -1;
+	if (s->lex == RS_L_NUM)
+		return rs_fail(s, err, "expected a JSON object");
+	if (s->lex == RS_L_STR || s->expect != RS_E_END)
+		return rs_fail(s, err, "truncated body");
+	if (s->count >= 0 && (size_t)s->count != s->nregions) {
+		pd_err_set(err, 200, PD_ERR_PARSE, "regions: count %" PRId64 " but %zu listed",
+		    s->count, s->nregions);
+		s->failed = 1;
+		return -1;
+	}
+	pd_err_clear(err);
+	return 0;
+}

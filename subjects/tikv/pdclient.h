@@ -204,6 +204,52 @@ void pd_err_clear(struct pd_err *e);
 void pd_parse_error(const char *what, long status, const char *buf, size_t len,
     struct pd_err *err);
 
+/* Streaming decoder of GET /regions: fed the body in chunks as it arrives,
+ * it calls fn once per region with only what an observation needs, and never
+ * holds the body or a tree. A region with more than PD_BRIEF_PEERS_MAX peers
+ * in one list is a parse error (PD's max-replicas is 3 or 5). */
+#define PD_BRIEF_PEERS_MAX 16
+#define PD_SCAN_DEPTH 32              /* JSON nesting the decoder accepts */
+#define PD_STR_(x) #x
+#define PD_STR(x) PD_STR_(x)
+
+struct pd_region_brief {
+	uint64_t id;
+	int has_leader;               /* leader absent or {"role_name":""} → 0 */
+	uint64_t leader_store;
+	size_t n_peers, n_pending, n_down;
+	uint64_t peers[PD_BRIEF_PEERS_MAX];   /* store ids */
+	uint64_t pending[PD_BRIEF_PEERS_MAX]; /* store ids of pending peers */
+	uint64_t down[PD_BRIEF_PEERS_MAX];    /* store ids of down peers */
+};
+
+typedef void pd_region_brief_fn(const struct pd_region_brief *r, void *arg);
+
+struct pd_scan_frame {
+	unsigned char kind;           /* '{' or '[' */
+	unsigned char key;            /* the member being read, in an object */
+};
+
+struct pd_regscan {
+	pd_region_brief_fn *fn;
+	void *arg;
+	int lex, expect, esc, uni, depth, failed, have_id;
+	char tok[32];                 /* the key or number being read */
+	size_t ntok;
+	int tok_long;
+	struct pd_scan_frame frame[PD_SCAN_DEPTH];
+	struct pd_region_brief cur;
+	int64_t count;                /* PD's "count", -1 until seen */
+	size_t nregions;              /* regions handed to fn */
+	unsigned long long off;       /* bytes consumed, for error positions */
+};
+
+void pd_regscan_init(struct pd_regscan *s, pd_region_brief_fn *fn, void *arg);
+/* 0, or -1 with *err (kind parse) at the first bad byte; later feeds then fail. */
+int pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err *err);
+/* The body ended: 0 when it was one complete answer whose count matches. */
+int pd_regscan_finish(struct pd_regscan *s, struct pd_err *err);
+
 /* Request bodies, written into buf; return the length or -1 if it does not fit.
  * transfer-leader is exactly {"name":"transfer-leader","region_id":R,"to_store_id":S}. */
 int pd_build_transfer_leader_body(char *buf, size_t size, uint64_t region_id,
