@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/jsonutil.h"
 #include "common/util.h"
 
 static const struct op_subject_ops *const subject_kinds[] = {
@@ -202,6 +203,16 @@ op_action_validate(const struct op_action_def *a, json_object *params, char *err
 
 static const char *const param_type_names[] = {"string", "integer", "uint64"};
 
+static json_object *
+cat_strlist(const char *const *v)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t i = 0; v && v[i]; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	return a;
+}
+
 json_object *
 op_subject_catalogue(const struct op_subject *s)
 {
@@ -235,6 +246,13 @@ op_subject_catalogue(const struct op_subject *s)
 			json_object_array_add(jp, o);
 		}
 		json_object_object_add(ja, "parameters", jp);
+		/* what a plan with this action must fit (op_plan_fits) */
+		json_object_object_add(ja, "remedies", cat_strlist(a->remedies));
+		json_object_object_add(ja, "acts_on", cat_strlist(a->entity_params));
+		json_object_object_add(ja, "reversible", json_object_new_boolean(a->revert != NULL));
+		if (a->undo)
+			json_object_object_add(ja, "undo", json_object_new_string(a->undo));
+		json_object_object_add(ja, "irreversible", json_object_new_boolean(a->irreversible));
 		json_object_array_add(acts, ja);
 	}
 	for (size_t i = 0; i < s->ops->ninvariants; i++) {
@@ -439,4 +457,180 @@ op_diag_add_action(json_object *d, const char *action, json_object *params, cons
 		json_object_array_add(a, o);
 	else
 		json_object_put(o);
+}
+
+/* ---- plans must fit the ticket ---- */
+
+#define OP_FIT_DEPTH_MAX 8 /* evidence nesting searched for a named entity */
+
+/* Whether `name` appears in the evidence as an object key or a scalar value. */
+static int
+fit_named(json_object *ev, const char *name, int depth)
+{
+	char buf[32];
+
+	if (ev == NULL || depth > OP_FIT_DEPTH_MAX)
+		return 0;
+	switch (json_object_get_type(ev)) {
+	case json_type_object: {
+		json_object_object_foreach(ev, k, v)
+		{
+			if (strcmp(k, name) == 0 || fit_named(v, name, depth + 1))
+				return 1;
+		}
+		return 0;
+	}
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(ev); i++)
+			if (fit_named(json_object_array_get_idx(ev, i), name, depth + 1))
+				return 1;
+		return 0;
+	case json_type_string:
+		return strcmp(json_object_get_string(ev), name) == 0;
+	case json_type_int:
+		/* json-c keeps u64 ids above INT64_MAX as uint64 */
+		if (json_object_get_int64(ev) == INT64_MAX)
+			snprintf(buf, sizeof(buf), "%llu", (unsigned long long)json_object_get_uint64(ev));
+		else
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_object_get_int64(ev));
+		return strcmp(buf, name) == 0;
+	default:
+		return 0;
+	}
+}
+
+/* A parameter's value as text ("5", "key-a"); "" when absent or null. */
+static void
+fit_param_text(json_object *params, const char *name, char *out, size_t len)
+{
+	json_object *v;
+
+	out[0] = '\0';
+	if (params == NULL || !json_object_object_get_ex(params, name, &v) || v == NULL)
+		return;
+	if (json_object_is_type(v, json_type_int) && json_object_get_int64(v) == INT64_MAX)
+		snprintf(out, len, "%llu", (unsigned long long)json_object_get_uint64(v));
+	else
+		snprintf(out, len, "%s", json_object_get_string(v));
+}
+
+int
+op_plan_fits(const struct op_subject *s, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params, char *why, size_t len)
+{
+	const struct op_action_def *a = s ? op_subject_action(s, action ? action : "") : NULL;
+	char val[OP_ENTITY_MAX];
+	int rem = 0;
+
+	why[0] = '\0';
+	if (a == NULL) {
+		snprintf(why, len, "\"%s\" is not in the action catalogue", action ? action : "");
+		return OP_FIT_NO;
+	}
+	/* bounds on a copy: callers keep their own coercions */
+	json_object *copy = NULL;
+	if (params == NULL)
+		copy = json_object_new_object();
+	else if (json_object_deep_copy(params, &copy, NULL) != 0)
+		copy = NULL;
+	if (op_action_validate(a, copy, why, len) != 0) {
+		json_object_put(copy);
+		return OP_FIT_NO;
+	}
+	for (size_t i = 0; a->remedies && a->remedies[i]; i++)
+		rem |= invariant && strcmp(a->remedies[i], invariant) == 0;
+	if (!rem) {
+		char list[256] = "";
+		for (size_t i = 0; a->remedies && a->remedies[i]; i++) {
+			size_t l = strlen(list);
+			snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", a->remedies[i]);
+		}
+		snprintf(why, len, "%s does not remedy %s (it remedies: %s)", a->name,
+		    invariant ? invariant : "?", list[0] ? list : "nothing automatically");
+		json_object_put(copy);
+		return OP_FIT_NO;
+	}
+	for (size_t i = 0; a->entity_params && a->entity_params[i]; i++) {
+		fit_param_text(copy, a->entity_params[i], val, sizeof(val));
+		if (val[0] == '\0')
+			continue; /* optional and absent: acts cluster-wide */
+		if ((entity && strcmp(val, entity) == 0) || fit_named(evidence, val, 0))
+			continue;
+		snprintf(why, len, "%s %s=%s is neither the ticket's entity (%s) nor named in its "
+		    "evidence", a->name, a->entity_params[i], val, entity ? entity : "?");
+		json_object_put(copy);
+		return OP_FIT_NO;
+	}
+	int rc = OP_FIT_OK;
+	if (a->bounds != NULL)
+		rc = a->bounds(copy, why, len) == OP_FIT_APPROVAL ? OP_FIT_APPROVAL : OP_FIT_OK;
+	json_object_put(copy);
+	return rc;
+}
+
+int
+op_plan_fits_kind(const char *subject, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params, char *why, size_t len)
+{
+	struct op_subject fake = {0};
+
+	fake.ops = subject ? op_subject_kind(subject) : NULL;
+	if (fake.ops == NULL) {
+		snprintf(why, len, "unknown subject \"%s\"", subject ? subject : "");
+		return OP_FIT_NO;
+	}
+	return op_plan_fits(&fake, invariant, entity, evidence, action, params, why, len);
+}
+
+/* ---- execution context ---- */
+
+static struct op_exec_ctx exec_ctx;
+static int exec_have_ctx;
+static volatile int exec_cancel_flag;
+
+void
+op_exec_ctx_set(const struct op_exec_ctx *ctx)
+{
+	exec_cancel_flag = 0;
+	exec_have_ctx = ctx != NULL;
+	if (ctx != NULL)
+		exec_ctx = *ctx;
+	else
+		memset(&exec_ctx, 0, sizeof(exec_ctx));
+}
+
+const struct op_exec_ctx *
+op_exec_ctx_get(void)
+{
+	return exec_have_ctx ? &exec_ctx : NULL;
+}
+
+void
+op_action_cancel(void)
+{
+	exec_cancel_flag = 1;
+}
+
+int
+op_action_cancelled(void)
+{
+	if (exec_cancel_flag)
+		return 1;
+	if (exec_have_ctx && exec_ctx.cancelled != NULL && exec_ctx.cancelled(exec_ctx.arg)) {
+		exec_cancel_flag = 1;
+		return 1;
+	}
+	return 0;
+}
+
+int64_t
+op_obs_nodes(json_object *obs)
+{
+	json_object *a;
+
+	if (obs == NULL)
+		return 0;
+	if ((a = op_json_arr(obs, "nodes")) != NULL || (a = op_json_arr(obs, "stores")) != NULL)
+		return (int64_t)json_object_array_length(a);
+	return 0;
 }

@@ -51,6 +51,15 @@ struct op_param_def {
 	const char *description;
 };
 
+/* Which nodes an action touches, for the blast radius. */
+enum op_touch {
+	OP_TOUCH_NONE,    /* shared data (a key's counter or limit): no node */
+	OP_TOUCH_PARAM,   /* the node its first entity parameter names */
+	OP_TOUCH_PLANNED, /* picked when it runs; its result lists "touched" */
+};
+
+struct op_subject;
+
 struct op_action_def {
 	const char *name;
 	const char *risk;      /* "low" | "medium" | "high" */
@@ -58,6 +67,24 @@ struct op_action_def {
 	size_t nparams;
 	const char *description;
 	const char *expected_outcome;
+	/* A plan must fit the ticket (op_plan_fits): the invariants this action
+	 * may remedy (NULL-terminated; NULL: operators only), and the parameters
+	 * naming what it acts on, each of which must be the ticket's entity or
+	 * named in the ticket's evidence (NULL-terminated; NULL: cluster-wide). */
+	const char *const *remedies;
+	const char *const *entity_params;
+	enum op_touch touches;
+	/* Undo: what it restores, for humans (NULL: nothing to undo), and the
+	 * subject's revert, given the "undo" object execute() put in its result.
+	 * irreversible: nothing can bring back what it changed. */
+	const char *undo;
+	int (*revert)(struct op_subject *s, json_object *undo, json_object **result, char *err,
+	    size_t errlen);
+	int irreversible;
+	/* Optional: OP_FIT_APPROVAL with why when a parameter is within bounds but
+	 * past what may run without a human (set_max_store_down_time below PD's
+	 * 30 min default); OP_FIT_OK otherwise. */
+	int (*bounds)(json_object *params, char *why, size_t len);
 };
 
 struct op_fault_def {
@@ -65,9 +92,14 @@ struct op_fault_def {
 	const char *description;
 	int64_t default_ttl_ms;
 	const char *params;    /* human summary, e.g. "key=NAME pause=DURATION" */
+	/* For scoring (chaos reports these with every injection): the invariants
+	 * the fault is expected to break on its target, the ones it may also
+	 * break as a side effect (any entity), and the actions that remedy it.
+	 * Comma-separated names; "" when none. */
+	const char *expected;
+	const char *collateral;
+	const char *remedies;
 };
-
-struct op_subject;
 
 struct op_subject_ops {
 	const char *name;
@@ -134,6 +166,40 @@ int op_action_validate(const struct op_action_def *a, json_object *params, char 
     size_t errlen);
 /* The catalogue as JSON (actions with typed params and bounds, invariants). */
 json_object *op_subject_catalogue(const struct op_subject *s);
+
+/* Whether a plan step fits its ticket: the action is in the catalogue, its
+ * parameters are within bounds, it remedies the ticket's invariant, and each
+ * entity it acts on is the ticket's entity or named in its evidence (a key or
+ * a scalar anywhere in it). Pure: no I/O, no observation. Returns
+ * OP_FIT_OK, OP_FIT_APPROVAL (fits, but a parameter is past what may run
+ * without a human: why says which) or OP_FIT_NO (why says why). */
+enum op_fit { OP_FIT_OK = 0, OP_FIT_APPROVAL = 1, OP_FIT_NO = -1 };
+int op_plan_fits(const struct op_subject *subject, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params, char *why, size_t len);
+/* Subject kind by name, for callers without a live subject (the supervisor). */
+int op_plan_fits_kind(const char *subject, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params, char *why, size_t len);
+
+/* Execution context of the action running in this process (the executor
+ * runs one at a time). Long actions call op_action_cancelled() at their
+ * cancellation points (before each side effect, after each wait) and stop,
+ * recording in their result what they already did. blast_new_max: nodes an
+ * OP_TOUCH_PLANNED action may touch beyond blast_touched (-1: no limit). */
+struct op_exec_ctx {
+	int (*cancelled)(void *arg);
+	void *arg;
+	int64_t blast_new_max;
+	json_object *blast_touched; /* array of node names, borrowed; may be NULL */
+};
+void op_exec_ctx_set(const struct op_exec_ctx *ctx); /* NULL: none */
+const struct op_exec_ctx *op_exec_ctx_get(void);
+int op_action_cancelled(void);
+/* Marks the running action cancelled (e.g. from a signal handler or the
+ * executor's frame callback); cleared by op_exec_ctx_set. */
+void op_action_cancel(void);
+/* Nodes in an observation: the length of its "nodes" or "stores" list; 0 when
+ * it has neither (the blast radius's denominator). */
+int64_t op_obs_nodes(json_object *obs);
 
 /* registry: one subject per [subject.NAME] section. */
 struct op_subjects {

@@ -11,9 +11,21 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "subjects/subject.h"
 #include "supervisor/od.h"
 
 #define POLICY_MILLI 1000 /* tokens are stored in thousandths */
+
+/* Safe defaults: what README and etc/operatord.conf show. Each key takes
+ * "off" to lift its limit explicitly; leaving a key out never does. */
+#define POLICY_DEF_ACTION_CAP 5            /* budget_action: tokens ... */
+#define POLICY_DEF_ACTION_PERIOD_MS 3600000 /* ... refilled over 1 h */
+#define POLICY_DEF_SUBJECT_CAP 20          /* budget_subject: tokens ... */
+#define POLICY_DEF_SUBJECT_PERIOD_MS 3600000 /* ... refilled over 1 h */
+#define POLICY_DEF_DESTRUCTIVE 10          /* destructive_per_day: risk-high actions per UTC day */
+#define POLICY_DEF_BLAST_SHARE 0.34        /* blast_radius: share of a subject's nodes ... */
+#define POLICY_DEF_PROMOTE_AFTER 5         /* promote_after: verified successes at approve */
+#define POLICY_BLAST_LIST_MAX 64           /* nodes listed per subject in a blast check */
 
 static const char *const policy_keys[] = {"approval_ttl", "approval_expiry", "approval_risk",
 	"retry_attempts", "retry_min", "retry_max", "budget_action", "budget_subject",
@@ -59,7 +71,7 @@ policy_bucket(const struct op_config *cfg, const char *key, struct od_bucket_cfg
 	const char *slash;
 
 	if (v == NULL)
-		return 0;
+		return 0; /* keeps the safe default the caller set */
 	if (!strcmp(v, "off") || !strcmp(v, "0")) {
 		b->capacity = 0;
 		return 0;
@@ -74,6 +86,20 @@ policy_bucket(const struct op_config *cfg, const char *key, struct od_bucket_cfg
 		return -1;
 	}
 	return 0;
+}
+
+/* An integer key that also takes "off" (0: no limit); absent keeps def. */
+static int
+policy_int_off(const struct op_config *cfg, const char *key, int64_t def, int64_t *out,
+    char *err, size_t errlen)
+{
+	const char *v = op_config_get(cfg, "safety", key);
+
+	if (v != NULL && !strcmp(v, "off")) {
+		*out = 0;
+		return 0;
+	}
+	return op_config_int(cfg, "safety", key, def, 0, 1000000, out, err, errlen);
 }
 
 struct policy_scan {
@@ -119,6 +145,10 @@ policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t 
 	op_config_foreach(cfg, "safety", policy_scan_key, &ps);
 	if (ps.bad)
 		return -1;
+	s->b_action.capacity = POLICY_DEF_ACTION_CAP;
+	s->b_action.period_ms = POLICY_DEF_ACTION_PERIOD_MS;
+	s->b_subject.capacity = POLICY_DEF_SUBJECT_CAP;
+	s->b_subject.period_ms = POLICY_DEF_SUBJECT_PERIOD_MS;
 	if (op_config_duration(cfg, "safety", "approval_ttl", OD_APPROVAL_TTL_MS,
 		&s->approval_ttl_ms, err, errlen) != 0 ||
 	    op_config_int(cfg, "safety", "retry_attempts", OD_RETRY_ATTEMPTS, 1, 100,
@@ -127,7 +157,7 @@ policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t 
 		errlen) != 0 ||
 	    op_config_duration(cfg, "safety", "retry_max", OD_RETRY_MAX_MS, &s->retry_max_ms, err,
 		errlen) != 0 ||
-	    op_config_int(cfg, "safety", "destructive_per_day", 0, 0, 1000000,
+	    policy_int_off(cfg, "destructive_per_day", POLICY_DEF_DESTRUCTIVE,
 		&s->destructive_per_day, err, errlen) != 0 ||
 	    op_config_int(cfg, "safety", "blast_max_nodes", 0, 0, 1000000, &s->blast_max_nodes,
 		err, errlen) != 0 ||
@@ -137,7 +167,7 @@ policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t 
 		err, errlen) != 0 ||
 	    op_config_int(cfg, "safety", "flap_max", OD_FLAP_MAX, 1, 1000, &s->flap_max, err,
 		errlen) != 0 ||
-	    op_config_int(cfg, "safety", "promote_after", 0, 0, 1000000, &s->promote_after, err,
+	    policy_int_off(cfg, "promote_after", POLICY_DEF_PROMOTE_AFTER, &s->promote_after, err,
 		errlen) != 0 ||
 	    policy_bucket(cfg, "budget_action", &s->b_action, err, errlen) != 0 ||
 	    policy_bucket(cfg, "budget_subject", &s->b_subject, err, errlen) != 0)
@@ -166,13 +196,16 @@ policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t 
 		return -1;
 	}
 	op_strlcpy(s->approval_risk, v, sizeof(s->approval_risk));
-	s->blast_share = 1.0;
+	s->blast_share = POLICY_DEF_BLAST_SHARE;
 	v = op_config_get(cfg, "safety", "blast_radius");
-	if (v != NULL) {
+	if (v != NULL && !strcmp(v, "off")) {
+		s->blast_share = 1.0; /* every node: no share cap */
+	} else if (v != NULL) {
 		char *end;
 		double d = strtod(v, &end);
 		if (end == v || (*end != '\0' && strcmp(end, "%") != 0) || d <= 0) {
-			snprintf(err, errlen, "[safety] blast_radius: \"%s\" is not a share (0.5 or 50%%)",
+			snprintf(err, errlen, "[safety] blast_radius: \"%s\" is not a share (0.5 or 50%%)"
+			    " or off",
 			    v);
 			return -1;
 		}
@@ -196,20 +229,105 @@ policy_free(struct od_safety *s)
 
 /* ---- levels ---- */
 
+/* Rows of action_levels written by promotion or demotion are learned; any
+ * other changed_by is an operator (uid:N) or the configuration. */
+static int
+policy_row_learned(json_object *row)
+{
+	const char *by = op_json_str(row, "changed_by", "");
+
+	return !strcmp(by, "promotion") || !strcmp(by, "demotion") || by[0] == '\0';
+}
+
+/* The level in force for (subject, action) and where it came from. An
+ * operator's explicit setting always wins over what promotion or demotion
+ * learned: the subject's own operator row, then the operator's row for all
+ * subjects, then the learned row, then level.ACTION, then execute. */
+const char *
+policy_level_source(const char *subject, const char *action, const char **source)
+{
+	static char buf[16];
+	const char *src = "default";
+	json_object *rows = ledger_rows(od->ledger, "SELECT subject,level,changed_by FROM"
+	    " action_levels WHERE (subject=?1 OR subject='*') AND action=?2", "ss", subject, action);
+	json_object *own_op = NULL, *all_op = NULL, *learned = NULL, *pick = NULL;
+
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		int all = !strcmp(op_json_str(r, "subject", ""), "*");
+		if (!policy_row_learned(r)) {
+			if (all)
+				all_op = r;
+			else
+				own_op = r;
+		} else if (!all) {
+			learned = r;
+		}
+	}
+	if ((pick = own_op) != NULL)
+		src = "operator";
+	else if ((pick = all_op) != NULL)
+		src = "operator (all subjects)";
+	else if ((pick = learned) != NULL)
+		src = op_json_str(learned, "changed_by", "");
+	if (pick != NULL && policy_level_valid(op_json_str(pick, "level", NULL))) {
+		op_strlcpy(buf, op_json_str(pick, "level", "execute"), sizeof(buf));
+		/* a learned row without a changed_by only keeps counts: it is the level it
+		 * started from, so say where that came from */
+		if (pick == learned && src[0] == '\0')
+			src = json_object_object_get_ex(od->safety.levels, action, NULL) ? "config"
+			    : "default";
+	} else {
+		int conf = json_object_object_get_ex(od->safety.levels, action, NULL);
+		op_strlcpy(buf, op_json_str(od->safety.levels, action, "execute"), sizeof(buf));
+		src = conf ? "config" : "default";
+	}
+	/* src may point into rows: copy it out before they go */
+	static char srcbuf[32];
+	op_strlcpy(srcbuf, src, sizeof(srcbuf));
+	json_object_put(rows);
+	if (source != NULL)
+		*source = srcbuf;
+	return buf;
+}
+
 const char *
 policy_level(const char *subject, const char *action)
 {
-	static char buf[16];
-	json_object *row = ledger_row(od->ledger, "SELECT level FROM action_levels WHERE"
-	    " (subject=?1 OR subject='*') AND action=?2 ORDER BY subject='*' LIMIT 1", "ss",
-	    subject, action);
+	return policy_level_source(subject, action, NULL);
+}
 
-	if (row != NULL) {
-		op_strlcpy(buf, op_json_str(row, "level", "execute"), sizeof(buf));
-		json_object_put(row);
-		return buf;
+/* What `opsend level ACTION [SUBJECT]` shows: the level in force and its
+ * source, per configured subject when no subject (or "*") is named. */
+json_object *
+policy_level_query(const char *subject, const char *action)
+{
+	json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; i < op_config_section_count(od->cfg); i++) {
+		const char *sec = op_config_section_name(od->cfg, i);
+		if (strncmp(sec, "subject.", 8) != 0)
+			continue;
+		if (subject != NULL && strcmp(subject, "*") && strcmp(subject, sec + 8))
+			continue;
+		const char *src, *lv = policy_level_source(sec + 8, action, &src);
+		json_object *o = json_object_new_object();
+		op_json_set_str(o, "subject", sec + 8);
+		op_json_set_str(o, "action", action);
+		op_json_set_str(o, "level", lv);
+		op_json_set_str(o, "source", src);
+		json_object_array_add(arr, o);
 	}
-	return op_json_str(od->safety.levels, action, "execute");
+	if (json_object_array_length(arr) == 0 && subject != NULL) {
+		const char *src, *lv = policy_level_source(subject, action, &src);
+		json_object *o = json_object_new_object();
+		op_json_set_str(o, "subject", subject);
+		op_json_set_str(o, "action", action);
+		op_json_set_str(o, "level", lv);
+		op_json_set_str(o, "source", src);
+		json_object_array_add(arr, o);
+	}
+	return arr;
 }
 
 static void
@@ -223,7 +341,7 @@ policy_set_level_row(const char *subject, const char *action, const char *level,
 }
 
 int
-dispatch_set_level(const char *subject, const char *action, const char *level, const char *who,
+operator_set_level(const char *subject, const char *action, const char *level, const char *who,
     char *err, size_t errlen)
 {
 	if (!policy_level_valid(level)) {
@@ -248,14 +366,18 @@ policy_record_outcome(json_object *t, json_object *a, int success)
 {
 	const char *subject = op_json_str(t, "subject", ""), *action = op_json_str(a, "name", "");
 	const char *ran_at = op_json_str(a, "level", "execute");
-	const char *now_level = policy_level(subject, action);
+	const char *src, *now_level = policy_level_source(subject, action, &src);
 	char from[16];
+	int pinned;
 
 	if (od->safety.promote_after <= 0)
 		return;
 	op_strlcpy(from, now_level, sizeof(from));
+	/* an operator's explicit level is never overridden by what was learned */
+	pinned = !strncmp(src, "operator", 8);
 	ledger_exec(od->ledger, "INSERT INTO action_levels(subject,action,level) VALUES(?1,?2,?3)"
 	    " ON CONFLICT(subject,action) DO NOTHING", "sss", subject, action, from);
+	/* "unproven" fixes are never counted: only verified success or failure */
 	ledger_exec(od->ledger, success
 	    ? "UPDATE action_levels SET successes=successes+1 WHERE subject=?1 AND action=?2"
 	    : "UPDATE action_levels SET failures=failures+1 WHERE subject=?1 AND action=?2",
@@ -276,6 +398,11 @@ policy_record_outcome(json_object *t, json_object *a, int success)
 	}
 	if (to == NULL)
 		return;
+	if (pinned) {
+		log_info("%s/%s stays %s: set by an operator (%s would have moved it to %s)", subject,
+		    action, from, success ? "promotion" : "demotion", to);
+		return;
+	}
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "action", json_object_new_string(action));
 	json_object_object_add(d, "from", json_object_new_string(from));
@@ -345,7 +472,39 @@ policy_target(json_object *params)
 	return NULL;
 }
 
-/* Nodes of a subject as configured ("nodes = a,b,c"); 0 when unknown. */
+/* Node counts the observer reported (policy_note_nodes): TiKV's store count
+ * comes from PD, not from the configuration. */
+#define POLICY_NODES_SUBJECTS 16
+static struct {
+	char subject[64];
+	int64_t n;
+} policy_nodes_seen[POLICY_NODES_SUBJECTS];
+
+void
+policy_note_nodes(const char *subject, int64_t n)
+{
+	size_t free_slot = POLICY_NODES_SUBJECTS;
+
+	if (subject == NULL || n <= 0)
+		return;
+	for (size_t i = 0; i < POLICY_NODES_SUBJECTS; i++) {
+		if (!strcmp(policy_nodes_seen[i].subject, subject)) {
+			policy_nodes_seen[i].n = n;
+			return;
+		}
+		if (policy_nodes_seen[i].subject[0] == '\0' && free_slot == POLICY_NODES_SUBJECTS)
+			free_slot = i;
+	}
+	if (free_slot < POLICY_NODES_SUBJECTS) {
+		op_strlcpy(policy_nodes_seen[free_slot].subject, subject,
+		    sizeof(policy_nodes_seen[free_slot].subject));
+		policy_nodes_seen[free_slot].n = n;
+	}
+}
+
+/* Nodes of a subject: "nodes = a,b,c" in its section, else what the observer
+ * last reported, else what the last action that counted them said; 0 when
+ * unknown. */
 static int64_t
 policy_subject_nodes(const char *subject)
 {
@@ -355,23 +514,26 @@ policy_subject_nodes(const char *subject)
 
 	snprintf(sec, sizeof(sec), "subject.%s", subject);
 	v = op_config_get(od->cfg, sec, "nodes");
-	if (v == NULL || *v == '\0')
-		return 0;
-	n = 1;
-	for (const char *p = v; *p; p++)
-		n += *p == ',';
-	return n;
+	if (v != NULL && *v != '\0') {
+		n = 1;
+		for (const char *p = v; *p; p++)
+			n += *p == ',';
+		return n;
+	}
+	for (size_t i = 0; i < POLICY_NODES_SUBJECTS; i++)
+		if (!strcmp(policy_nodes_seen[i].subject, subject))
+			return policy_nodes_seen[i].n;
+	return ledger_scalar(od->ledger, 0, "SELECT json_extract(result,'$.nodes_total') FROM"
+	    " actions WHERE subject=?1 AND json_extract(result,'$.nodes_total') > 0 ORDER BY id"
+	    " DESC LIMIT 1", "s", subject);
 }
 
-static int
-policy_blast(json_object *t, json_object *a, char *detail, size_t len)
+/* The cap on distinct nodes touched per window; 0 = none. */
+static int64_t
+policy_blast_cap(int64_t total)
 {
-	const char *target = policy_target(op_json_obj(a, "params"));
-	const char *subject = op_json_str(t, "subject", "");
-	int64_t total = policy_subject_nodes(subject), cap = 0, now = op_wall_ms();
+	int64_t cap = 0;
 
-	if (target == NULL)
-		return 0; /* not a node-targeting action */
 	if (total > 0 && od->safety.blast_share < 1.0) {
 		cap = (int64_t)(od->safety.blast_share * (double)total + 1e-9); /* floor */
 		if (cap < 1)
@@ -379,28 +541,111 @@ policy_blast(json_object *t, json_object *a, char *detail, size_t len)
 	}
 	if (od->safety.blast_max_nodes > 0 && (cap == 0 || od->safety.blast_max_nodes < cap))
 		cap = od->safety.blast_max_nodes;
-	if (cap == 0)
-		return 0;
-	/* Nodes this subject's actions touched within the window, and this ticket's. */
-	json_object *rows = ledger_rows(od->ledger, "SELECT DISTINCT target FROM actions WHERE"
-	    " subject=?1 AND target IS NOT NULL AND charged_at IS NOT NULL AND (charged_at>=?2 OR"
-	    " ticket_id=?3)", "sii", subject, now - od->safety.blast_window_ms,
-	    op_json_int(t, "id", 0));
-	size_t n = json_object_array_length(rows);
-	int seen = 0;
-	char list[256] = "";
-	for (size_t i = 0; i < n; i++) {
-		const char *x = op_json_str(json_object_array_get_idx(rows, i), "target", "");
-		size_t l = strlen(list);
-		snprintf(list + l, sizeof(list) - l, "%s%s", l ? ", " : "", x);
-		if (!strcmp(x, target))
-			seen = 1;
+	return cap;
+}
+
+static void
+policy_touched_add(json_object *set, const char *node)
+{
+	if (node == NULL || node[0] == '\0')
+		return;
+	for (size_t i = 0; i < json_object_array_length(set); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(set, i)), node))
+			return;
+	if (json_object_array_length(set) < POLICY_BLAST_LIST_MAX)
+		json_object_array_add(set, json_object_new_string(node));
+}
+
+/* Distinct nodes the subject's actions touched within the window, and any
+ * this ticket touched: the declared target of each action, plus what an
+ * action that plans at run time (rebalance_leaders) reported touching. */
+static json_object *
+policy_touched(const char *subject, int64_t ticket, int64_t now)
+{
+	json_object *set = json_object_new_array();
+	json_object *rows = ledger_rows(od->ledger, "SELECT target, result FROM actions WHERE"
+	    " subject=?1 AND charged_at IS NOT NULL AND (charged_at>=?2 OR ticket_id=?3)", "sii",
+	    subject, now - od->safety.blast_window_ms, ticket);
+
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		json_object *tt = op_json_arr(op_json_obj(r, "result"), "touched");
+		policy_touched_add(set, op_json_str(r, "target", NULL));
+		for (size_t k = 0; tt && k < json_object_array_length(tt); k++)
+			policy_touched_add(set, json_object_get_string(json_object_array_get_idx(tt, k)));
 	}
 	json_object_put(rows);
-	if (seen || (int64_t)n + 1 <= cap)
+	return set;
+}
+
+static void
+policy_list(json_object *set, char *out, size_t len)
+{
+	out[0] = '\0';
+	for (size_t i = 0; i < json_object_array_length(set); i++) {
+		size_t l = strlen(out);
+		snprintf(out + l, len - l, "%s%s", l ? ", " : "",
+		    json_object_get_string(json_object_array_get_idx(set, i)));
+	}
+}
+
+json_object *
+policy_blast_allowance(json_object *t, json_object *a)
+{
+	const char *subject = op_json_str(t, "subject", "");
+	int64_t now = op_wall_ms(), total = policy_subject_nodes(subject);
+	int64_t cap = policy_blast_cap(total);
+	json_object *o = json_object_new_object(), *set = policy_touched(subject,
+	    op_json_int(t, "id", 0), now);
+	int64_t n = (int64_t)json_object_array_length(set);
+
+	(void)a;
+	op_json_set_int(o, "nodes_total", total);
+	op_json_set_int(o, "cap", cap);
+	op_json_set_int(o, "new_max", cap == 0 ? -1 : (cap > n ? cap - n : 0));
+	json_object_object_add(o, "touched", set);
+	return o;
+}
+
+static int
+policy_blast(json_object *t, json_object *a, char *detail, size_t len)
+{
+	const char *target = policy_target(op_json_obj(a, "params"));
+	const char *subject = op_json_str(t, "subject", "");
+	int64_t total = policy_subject_nodes(subject), now = op_wall_ms();
+	int64_t cap = policy_blast_cap(total);
+	char list[512];
+
+	struct op_subject fake = {0};
+	const struct op_action_def *def;
+
+	fake.ops = op_subject_kind(subject);
+	def = fake.ops ? op_subject_action(&fake, op_json_str(a, "name", "")) : NULL;
+	if (cap == 0 || (def != NULL && def->touches == OP_TOUCH_NONE))
+		return 0; /* shared data (a key), not a node */
+	json_object *set = policy_touched(subject, op_json_int(t, "id", 0), now);
+	int64_t n = (int64_t)json_object_array_length(set);
+	int seen = 0;
+	for (int64_t i = 0; target && i < n; i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(set, (size_t)i)), target))
+			seen = 1;
+	policy_list(set, list, sizeof(list));
+	json_object_put(set);
+	if (target != NULL) {
+		if (seen || n + 1 <= cap)
+			return 0;
+		snprintf(detail, len, "%s would be node %lld of %lld touched on %s within %llds (%s);"
+		    " the blast radius allows %lld", target, (long long)n + 1, (long long)total,
+		    subject, (long long)(od->safety.blast_window_ms / 1000), list, (long long)cap);
+		return -1;
+	}
+	/* An action that picks its nodes when it runs (rebalance_leaders) needs
+	 * room for at least one more; the executor holds it to the exact count. */
+	if (n < cap)
 		return 0;
-	snprintf(detail, len, "%s would be node %lld of %lld touched on %s within %llds (%s); the"
-	    " blast radius allows %lld", target, (long long)n + 1, (long long)total, subject,
+	snprintf(detail, len, "%s picks its nodes when it runs, but %lld of %lld nodes of %s were"
+	    " already touched within %llds (%s); the blast radius allows %lld",
+	    op_json_str(a, "name", ""), (long long)n, (long long)total, subject,
 	    (long long)(od->safety.blast_window_ms / 1000), list, (long long)cap);
 	return -1;
 }
@@ -512,13 +757,75 @@ policy_bucket_status(json_object *arr, const char *scope, const struct od_bucket
     int64_t now)
 {
 	json_object *o = json_object_new_object();
+	int64_t milli = policy_bucket_left(scope, b, now), cap = b->capacity * POLICY_MILLI;
+	/* time to the next whole token and to a full bucket, at capacity per period */
+	double per_milli = cap > 0 ? (double)b->period_ms / (double)cap : 0;
+	int64_t next = milli >= cap ? 0 : (int64_t)((double)(POLICY_MILLI - milli % POLICY_MILLI) *
+	    per_milli);
+	int64_t full = milli >= cap ? 0 : (int64_t)((double)(cap - milli) * per_milli);
 
 	json_object_object_add(o, "scope", json_object_new_string(scope));
-	json_object_object_add(o, "left",
-	    json_object_new_double((double)policy_bucket_left(scope, b, now) / POLICY_MILLI));
 	json_object_object_add(o, "capacity", json_object_new_int64(b->capacity));
+	json_object_object_add(o, "remaining", json_object_new_int64(milli / POLICY_MILLI));
+	json_object_object_add(o, "left", json_object_new_double((double)milli / POLICY_MILLI));
 	json_object_object_add(o, "period_s", json_object_new_int64(b->period_ms / 1000));
+	json_object_object_add(o, "refill_in_ms", json_object_new_int64(next));
+	json_object_object_add(o, "full_in_ms", json_object_new_int64(full));
 	json_object_array_add(arr, o);
+}
+
+json_object *
+policy_budgets(void)
+{
+	struct od_safety *s = &od->safety;
+	int64_t now = op_wall_ms();
+	json_object *arr = json_object_new_array();
+	char scope[256];
+
+	/* Every bucket of every configured subject and catalogue action, used or not:
+	 * an unused one is full. */
+	for (size_t i = 0; i < op_config_section_count(od->cfg); i++) {
+		const char *sec = op_config_section_name(od->cfg, i);
+		const struct op_subject_ops *ops;
+		if (strncmp(sec, "subject.", 8) != 0 || (ops = op_subject_kind(sec + 8)) == NULL)
+			continue;
+		if (s->b_subject.capacity > 0) {
+			snprintf(scope, sizeof(scope), "subject:%s", sec + 8);
+			policy_bucket_status(arr, scope, &s->b_subject, now);
+		}
+		for (size_t k = 0; s->b_action.capacity > 0 && k < ops->nactions; k++) {
+			snprintf(scope, sizeof(scope), "action:%s/%s", sec + 8, ops->actions[k].name);
+			policy_bucket_status(arr, scope, &s->b_action, now);
+		}
+	}
+	return arr;
+}
+
+/* The blast radius per configured subject: nodes, cap, what was touched. */
+static json_object *
+policy_blast_status(void)
+{
+	struct od_safety *s = &od->safety;
+	json_object *br = json_object_new_object(), *subs = json_object_new_array();
+	int64_t now = op_wall_ms();
+
+	json_object_object_add(br, "share", json_object_new_double(s->blast_share));
+	json_object_object_add(br, "max_nodes", json_object_new_int64(s->blast_max_nodes));
+	json_object_object_add(br, "window_s", json_object_new_int64(s->blast_window_ms / 1000));
+	for (size_t i = 0; i < op_config_section_count(od->cfg); i++) {
+		const char *sec = op_config_section_name(od->cfg, i);
+		if (strncmp(sec, "subject.", 8) != 0)
+			continue;
+		json_object *o = json_object_new_object();
+		int64_t total = policy_subject_nodes(sec + 8);
+		op_json_set_str(o, "subject", sec + 8);
+		op_json_set_int(o, "nodes", total);
+		op_json_set_int(o, "cap", policy_blast_cap(total));
+		json_object_object_add(o, "touched", policy_touched(sec + 8, -1, now));
+		json_object_array_add(subs, o);
+	}
+	json_object_object_add(br, "subjects", subs);
+	return br;
 }
 
 json_object *
@@ -526,19 +833,9 @@ policy_status(void)
 {
 	struct od_safety *s = &od->safety;
 	int64_t now = op_wall_ms();
-	json_object *r = json_object_new_object(), *budgets = json_object_new_array();
-	json_object *seen = ledger_rows(od->ledger, "SELECT scope FROM budgets ORDER BY scope", "");
+	json_object *r = json_object_new_object();
 
-	/* Every bucket that has been used; an unused one is full. */
-	for (size_t i = 0; i < json_object_array_length(seen); i++) {
-		const char *scope = op_json_str(json_object_array_get_idx(seen, i), "scope", "");
-		const struct od_bucket_cfg *b = !strncmp(scope, "action:", 7) ? &s->b_action
-		    : &s->b_subject;
-		if (b->capacity > 0)
-			policy_bucket_status(budgets, scope, b, now);
-	}
-	json_object_put(seen);
-	json_object_object_add(r, "budgets", budgets);
+	json_object_object_add(r, "budgets", policy_budgets());
 	json_object *lim = json_object_new_object();
 	json_object_object_add(lim, "per_action", json_object_new_int64(s->b_action.capacity));
 	json_object_object_add(lim, "per_action_period_s", json_object_new_int64(s->b_action.period_ms / 1000));
@@ -553,11 +850,7 @@ policy_status(void)
 	    ? json_object_new_int64(used >= s->destructive_per_day ? 0 : s->destructive_per_day - used)
 	    : NULL);
 	json_object_object_add(r, "destructive_today", dz);
-	json_object *br = json_object_new_object();
-	json_object_object_add(br, "share", json_object_new_double(s->blast_share));
-	json_object_object_add(br, "max_nodes", json_object_new_int64(s->blast_max_nodes));
-	json_object_object_add(br, "window_s", json_object_new_int64(s->blast_window_ms / 1000));
-	json_object_object_add(r, "blast_radius", br);
+	json_object_object_add(r, "blast_radius", policy_blast_status());
 	json_object *levels = ledger_rows(od->ledger, "SELECT subject,action,level,successes,"
 	    "failures,changed_at,changed_by FROM action_levels ORDER BY subject,action", "");
 	json_object_object_foreach(s->levels, act, lv)

@@ -24,6 +24,7 @@
 #define TIKV_MSDT_MIN_NS 1000000000LL             /* max-store-down-time: at least 1 s */
 #define TIKV_MSDT_MAX_NS (7LL * 24 * 3600 * 1000000000LL) /* and at most 7 days */
 #define TIKV_MOVES_QUOTED 20                      /* moves listed in a rebalance result */
+#define TIKV_MSDT_HUMAN_NS (30LL * 60 * 1000000000LL) /* PD's default: shorter needs approval */
 
 static const struct op_param_def p_transfer_leader[] = {
 	{"region_id", OP_PARAM_U64, 0, 0, 1, "region whose leader moves"},
@@ -49,37 +50,75 @@ static const struct op_param_def p_rebalance[] = {
 	    "only move leaders to this store (e.g. one that rejoined with none)"},
 };
 
+/* What each action may remedy and what it acts on (a plan must fit its
+ * ticket): the stores it names must be the ticket's entity or appear in the
+ * ticket's evidence (serving_stores, leaders_per_store, the store itself). */
+static const char *const rem_leaders[] = {TIKV_INV_IMBALANCE, NULL};
+static const char *const rem_peers[] = {TIKV_INV_UNDER_REPL, TIKV_INV_DISK, NULL};
+static const char *const rem_add_peer[] = {TIKV_INV_UNDER_REPL, NULL};
+static const char *const rem_evict[] = {TIKV_INV_LATENCY, NULL};
+static const char *const rem_remove_store[] = {TIKV_INV_STORE_DOWN, NULL};
+static const char *const rem_msdt[] = {TIKV_INV_STORE_DOWN, TIKV_INV_UNDER_REPL, NULL};
+static const char *const rem_rebalance[] = {TIKV_INV_STORE_DOWN, TIKV_INV_IMBALANCE, NULL};
+static const char *const ent_to[] = {"to_store_id", NULL};
+static const char *const ent_from[] = {"from_store_id", NULL};
+static const char *const ent_store[] = {"store_id", NULL};
+
+static int tikv_revert_leaders(struct op_subject *s, json_object *undo, json_object **result,
+    char *err, size_t errlen);
+static int tikv_revert_evict(struct op_subject *s, json_object *undo, json_object **result,
+    char *err, size_t errlen);
+static int tikv_revert_msdt(struct op_subject *s, json_object *undo, json_object **result,
+    char *err, size_t errlen);
+static int tikv_bounds_msdt(json_object *params, char *why, size_t len);
+
 const struct op_action_def tikv_actions[TIKV_NACTIONS] = {
 	{"transfer_leader", "low", p_transfer_leader, OP_ARRAY_LEN(p_transfer_leader),
 	    "PD operator transfer-leader: moves one region's leader to another voter",
-	    "the region's leader is on to_store_id"},
+	    "the region's leader is on to_store_id",
+	    rem_leaders, ent_to, OP_TOUCH_PARAM, "the region's leader goes back to its store",
+	    tikv_revert_leaders, 0, NULL},
 	{"transfer_peer", "medium", p_transfer_peer, OP_ARRAY_LEN(p_transfer_peer),
 	    "PD operator transfer-peer: adds a peer on to_store_id, then removes the one on "
-	    "from_store_id", "the region's replica lives on to_store_id"},
+	    "from_store_id", "the region's replica lives on to_store_id",
+	    rem_peers, ent_from, OP_TOUCH_PARAM, NULL, NULL, 0, NULL},
 	{"add_peer", "medium", p_region_store, OP_ARRAY_LEN(p_region_store),
 	    "PD operator add-peer: a new voter for the region on store_id",
-	    "the region has a caught-up voter on store_id"},
+	    "the region has a caught-up voter on store_id",
+	    rem_add_peer, NULL, OP_TOUCH_PARAM, NULL, NULL, 0, NULL},
 	{"remove_peer", "high", p_region_store, OP_ARRAY_LEN(p_region_store),
 	    "PD operator remove-peer: drops the region's peer on store_id (refused when it would "
-	    "break raft quorum)", "the region has no peer on store_id and keeps a live majority"},
+	    "break raft quorum)", "the region has no peer on store_id and keeps a live majority",
+	    rem_add_peer, ent_store, OP_TOUCH_PARAM, NULL, NULL, 0, NULL},
 	{"evict_leader", "medium", p_store, OP_ARRAY_LEN(p_store),
 	    "adds store_id to PD's evict-leader-scheduler: its leaders move away, none return",
-	    "the store holds no leaders"},
+	    "the store holds no leaders",
+	    rem_evict, ent_store, OP_TOUCH_PARAM, "the store leaves the evict-leader-scheduler",
+	    tikv_revert_evict, 0, NULL},
 	{"remove_evict_leader", "low", p_store, OP_ARRAY_LEN(p_store),
 	    "removes store_id from PD's evict-leader-scheduler",
-	    "the store may take leaders again"},
+	    "the store may take leaders again",
+	    rem_leaders, ent_store, OP_TOUCH_PARAM, "the store is evicted again",
+	    tikv_revert_evict, 0, NULL},
 	{"remove_store", "high", p_store, OP_ARRAY_LEN(p_store),
 	    "DELETE /store/{id}: PD marks it Offline and re-replicates its peers now instead of "
-	    "after max-store-down-time", "the store's peers are rebuilt on the other stores"},
+	    "after max-store-down-time", "the store's peers are rebuilt on the other stores",
+	    /* an Offline store becomes Tombstone: it never serves again */
+	    rem_remove_store, ent_store, OP_TOUCH_PARAM, NULL, NULL, 1, NULL},
 	{"set_max_store_down_time", "medium", p_msdt, OP_ARRAY_LEN(p_msdt),
 	    "PD schedule config max-store-down-time: how long a silent store may stay before PD "
-	    "re-replicates its peers", "PD's config shows the new duration"},
+	    "re-replicates its peers (below 30m needs a human)", "PD's config shows the new "
+	    "duration",
+	    rem_msdt, NULL, OP_TOUCH_NONE, "PD's previous max-store-down-time",
+	    tikv_revert_msdt, 0, tikv_bounds_msdt},
 	{"rebalance_leaders", "low", p_rebalance, OP_ARRAY_LEN(p_rebalance),
 	    "a batch of transfer-leader operators planned from a fresh region read: leaders move "
 	    "from stores above the mean to Up, non-evicted stores below it that hold a voter of "
 	    "the region; one operator per region, at most max_operators",
 	    "every region has a leader and leader counts across the serving stores are within "
-	    "the tolerance"},
+	    "the tolerance",
+	    rem_rebalance, ent_to, OP_TOUCH_PLANNED, "each moved leader goes back to its store",
+	    tikv_revert_leaders, 0, NULL},
 };
 
 /* ------------------------------------------------------------------ */
@@ -503,17 +542,22 @@ tikv_counts_json(const struct tikv_plan_store *ps, size_t n, int after)
 	return o;
 }
 
-/* POSTs the planned transfer-leader operators, TIKV_POST_BATCH at a time. */
+/* POSTs the planned transfer-leader operators, TIKV_POST_BATCH at a time,
+ * marking each accepted one in ok[]. Stops before a batch when the action is
+ * cancelled; *posted counts the operators sent. */
 static void
-tikv_post_moves(struct tikv_priv *p, const struct tikv_move *mv, size_t n, size_t *accepted,
-    json_object *rejections)
+tikv_post_moves(const struct tikv_priv *p, const struct tikv_move *mv, size_t n, char *ok,
+    size_t *posted, size_t *accepted, json_object *rejections)
 {
 	struct op_http_req reqs[TIKV_POST_BATCH];
 	char bodies[TIKV_POST_BATCH][128], url[TIKV_URL_MAX];
 
 	snprintf(url, sizeof(url), "%s/pd/api/v1/operators", p->pd_url);
 	*accepted = 0;
+	*posted = 0;
 	for (size_t off = 0; off < n; off += TIKV_POST_BATCH) {
+		if (op_action_cancelled())
+			return; /* cancellation point: before each PD operator post */
 		size_t b = n - off < TIKV_POST_BATCH ? n - off : TIKV_POST_BATCH;
 		for (size_t i = 0; i < b; i++) {
 			/* exactly {"name":"transfer-leader","region_id":R,"to_store_id":S} */
@@ -527,10 +571,12 @@ tikv_post_moves(struct tikv_priv *p, const struct tikv_move *mv, size_t n, size_
 			reqs[i].connect_timeout_ms = TIKV_ACTION_TIMEOUT_MS;
 		}
 		op_http_multi(reqs, b);
+		*posted += b;
 		for (size_t i = 0; i < b; i++) {
 			struct op_http_req *r = &reqs[i];
 			if (!r->err[0] && r->status >= 200 && r->status <= 299) {
 				(*accepted)++;
+				ok[off + i] = 1;
 			} else {
 				struct pd_err pe;
 				if (r->err[0])
@@ -539,7 +585,7 @@ tikv_post_moves(struct tikv_priv *p, const struct tikv_move *mv, size_t n, size_
 				else
 					pd_parse_error("POST /pd/api/v1/operators", r->status, r->resp,
 					    r->resp_len, &pe);
-				if (json_object_array_length(rejections) < TIKV_REJECTS_MAX) {
+				if (rejections && json_object_array_length(rejections) < TIKV_REJECTS_MAX) {
 					json_object *j = json_object_new_object();
 					json_object_object_add(j, "region_id",
 					    json_object_new_uint64(mv[off + i].region));
@@ -552,6 +598,46 @@ tikv_post_moves(struct tikv_priv *p, const struct tikv_move *mv, size_t n, size_
 			op_http_req_reset(r);
 		}
 	}
+}
+
+static void
+tikv_touch(json_object *set, uint64_t store)
+{
+	char id[32];
+
+	snprintf(id, sizeof(id), "%" PRIu64, store);
+	for (size_t i = 0; i < json_object_array_length(set); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(set, i)), id))
+			return;
+	json_object_array_add(set, json_object_new_string(id));
+}
+
+/* Stores a plan touches beyond those already touched in the blast window;
+ * -1 with why when it exceeds what the executor allows. */
+static int
+tikv_blast_fits(json_object *touched, char *why, size_t whylen)
+{
+	const struct op_exec_ctx *ctx = op_exec_ctx_get();
+	int64_t fresh = 0;
+
+	if (ctx == NULL || ctx->blast_new_max < 0)
+		return 0;
+	for (size_t i = 0; i < json_object_array_length(touched); i++) {
+		const char *id = json_object_get_string(json_object_array_get_idx(touched, i));
+		int seen = 0;
+		for (size_t k = 0; ctx->blast_touched && k < json_object_array_length(ctx->blast_touched);
+		     k++)
+			seen |= !strcmp(json_object_get_string(json_object_array_get_idx(ctx->blast_touched,
+			    k)), id);
+		fresh += !seen;
+	}
+	if (fresh <= ctx->blast_new_max)
+		return 0;
+	snprintf(why, whylen, "the plan touches %lld store(s) not yet touched in the blast window"
+	    " (%s); the blast radius allows %lld more", (long long)fresh,
+	    json_object_to_json_string_ext(touched, JSON_C_TO_STRING_PLAIN),
+	    (long long)ctx->blast_new_max);
+	return -1;
 }
 
 static int
@@ -580,6 +666,19 @@ tikv_rebalance(struct tikv_priv *p, json_object *params, json_object **result, c
 		pd_stores_free(&ss);
 		pd_regions_free(&rs);
 		op_sleep_ms(TIKV_ELECTION_POLL_MS);
+		if (op_action_cancelled()) {
+			/* cancellation point: after each wait; nothing posted yet */
+			json_object *res = json_object_new_object();
+			json_object_object_add(res, "cancelled", json_object_new_boolean(1));
+			op_json_set_int(res, "planned", 0);
+			op_json_set_int(res, "posted", 0);
+			op_json_set_int(res, "accepted", 0);
+			op_json_set_int(res, "waited_for_elections_ms", op_mono_ms() - t0);
+			op_json_set_str(res, "done", "nothing: stopped while waiting for raft elections");
+			*result = res;
+			snprintf(err, errlen, "cancelled while waiting for elections; no operator posted");
+			return -1;
+		}
 	}
 	int64_t waited = op_mono_ms() - t0;
 	if (tikv_read_evicted(p, evicted, TIKV_STORES_MAX, &nev, everr, sizeof(everr)) != 0)
@@ -634,9 +733,34 @@ tikv_rebalance(struct tikv_priv *p, json_object *params, json_object **result, c
 		ps[t].now++;
 	}
 	json_object *res = json_object_new_object(), *rej = json_object_new_array();
-	json_object *moves = json_object_new_array();
-	size_t accepted = 0;
-	tikv_post_moves(p, mv, nmv, &accepted, rej);
+	json_object *moves = json_object_new_array(), *touched = json_object_new_array();
+	size_t accepted = 0, posted = 0;
+	char *ok = calloc(nmv ? nmv : 1, 1), bwhy[512];
+	for (size_t i = 0; i < nmv; i++) {
+		tikv_touch(touched, mv[i].from);
+		tikv_touch(touched, mv[i].to);
+	}
+	int blast_ok = tikv_blast_fits(touched, bwhy, sizeof(bwhy)) == 0;
+	if (ok != NULL && blast_ok)
+		tikv_post_moves(p, mv, nmv, ok, &posted, &accepted, rej);
+	int cancelled = blast_ok && posted < nmv && op_action_cancelled();
+	/* undo: every accepted move back to the store it came from */
+	json_object *undo = json_object_new_object(), *back = json_object_new_array();
+	for (size_t i = 0; ok && i < nmv; i++) {
+		if (!ok[i])
+			continue;
+		json_object *m = json_object_new_object();
+		json_object_object_add(m, "region_id", json_object_new_uint64(mv[i].region));
+		json_object_object_add(m, "to_store_id", json_object_new_uint64(mv[i].from));
+		json_object_array_add(back, m);
+	}
+	json_object_object_add(undo, "moves", back);
+	json_object_object_add(res, "undo", undo);
+	json_object_object_add(res, "touched", touched);
+	op_json_set_int(res, "nodes_total", (int64_t)nps);
+	op_json_set_int(res, "posted", (int64_t)posted);
+	if (cancelled)
+		json_object_object_add(res, "cancelled", json_object_new_boolean(1));
 	for (size_t i = 0; i < nmv && i < TIKV_MOVES_QUOTED; i++) {
 		json_object *m = json_object_new_object();
 		json_object_object_add(m, "region_id", json_object_new_uint64(mv[i].region));
@@ -664,12 +788,25 @@ tikv_rebalance(struct tikv_priv *p, json_object *params, json_object **result, c
 	log_info("rebalance_leaders: planned %zu, accepted %zu (mean %.1f over %zu stores)", nmv,
 	    accepted, mean, nserving);
 	int rc = 0;
-	if (nmv > 0 && accepted == 0) {
+	if (ok == NULL) {
+		snprintf(err, errlen, "out of memory");
+		rc = -1;
+	} else if (!blast_ok) {
+		snprintf(err, errlen, "blast radius: %s", bwhy);
+		op_json_set_str(res, "refused", bwhy);
+		rc = -1;
+	} else if (cancelled) {
+		snprintf(err, errlen, "cancelled after posting %zu of %zu operators (%zu accepted)",
+		    posted, nmv, accepted);
+		op_json_set_str(res, "done", err);
+		rc = -1;
+	} else if (nmv > 0 && accepted == 0) {
 		snprintf(err, errlen, "PD rejected all %zu transfer-leader operators: %s", nmv,
 		    op_json_str(json_object_array_get_idx(rej, 0), "error", "?"));
 		rc = -1;
 	}
 	*result = res;
+	free(ok);
 	free(mv), free(ps), free(busy);
 	pd_stores_free(&ss);
 	pd_regions_free(&rs);
@@ -689,6 +826,185 @@ tikv_op_result(const char *op, json_object *params)
 	return r;
 }
 
+/* ------------------------------------------------------------------ */
+/* undo */
+
+static json_object *
+tikv_store_list(uint64_t a, uint64_t b)
+{
+	json_object *set = json_object_new_array();
+
+	if (a)
+		tikv_touch(set, a);
+	if (b)
+		tikv_touch(set, b);
+	return set;
+}
+
+static int
+tikv_is_evicted(const struct tikv_priv *p, uint64_t store, int *evicted, char *err,
+    size_t errlen)
+{
+	uint64_t ids[TIKV_STORES_MAX];
+	size_t n = 0;
+
+	*evicted = 0;
+	if (tikv_read_evicted(p, ids, TIKV_STORES_MAX, &n, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		*evicted |= ids[i] == store;
+	return 0;
+}
+
+/* What undo needs, read before the change; NULL (err says why) when it
+ * cannot be read: a reversible action never runs blind to its undo. *none
+ * is set when there is nothing to undo (the state was already as asked). */
+static json_object *
+tikv_undo_before(struct tikv_priv *p, const char *action, json_object *params, char *err,
+    size_t errlen)
+{
+	struct pd_err pe;
+	json_object *undo = json_object_new_object();
+
+	if (strcmp(action, "transfer_leader") == 0) {
+		struct pd_region r;
+		if (pd_get_region(&p->pd, op_json_u64(params, "region_id", 0), &r, &pe) != 0) {
+			snprintf(err, errlen, "reading the region's leader for undo: %s", pe.message);
+			json_object_put(undo);
+			return NULL;
+		}
+		json_object *back = json_object_new_array();
+		if (r.has_leader) {
+			json_object *m = json_object_new_object();
+			json_object_object_add(m, "region_id", json_object_new_uint64(r.id));
+			json_object_object_add(m, "to_store_id", json_object_new_uint64(r.leader.store_id));
+			json_object_array_add(back, m);
+			json_object_object_add(undo, "from_store_id",
+			    json_object_new_uint64(r.leader.store_id));
+		}
+		json_object_object_add(undo, "moves", back);
+		pd_region_free(&r);
+	} else if (strcmp(action, "evict_leader") == 0 ||
+	    strcmp(action, "remove_evict_leader") == 0) {
+		int ev;
+		if (tikv_is_evicted(p, op_json_u64(params, "store_id", 0), &ev, err, errlen) != 0) {
+			json_object_put(undo);
+			return NULL;
+		}
+		json_object_object_add(undo, "store_id",
+		    json_object_new_uint64(op_json_u64(params, "store_id", 0)));
+		/* undo restores what was: never lift an eviction someone else made */
+		json_object_object_add(undo, "evicted", json_object_new_boolean(ev));
+	} else if (strcmp(action, "set_max_store_down_time") == 0) {
+		struct pd_schedule_config sc;
+		char dur[32];
+		if (pd_get_schedule_config(&p->pd, &sc, &pe) != 0) {
+			snprintf(err, errlen, "reading max-store-down-time for undo: %s", pe.message);
+			json_object_put(undo);
+			return NULL;
+		}
+		snprintf(dur, sizeof(dur), "%llds", (long long)(sc.max_store_down_time_ms / 1000));
+		pd_schedule_config_free(&sc);
+		op_json_set_str(undo, "duration", dur);
+	} else {
+		json_object_put(undo);
+		return json_object_new_object();
+	}
+	return undo;
+}
+
+/* Undo of transfer_leader and rebalance_leaders: each moved leader back. */
+static int
+tikv_revert_leaders(struct op_subject *s, json_object *undo, json_object **result, char *err,
+    size_t errlen)
+{
+	struct tikv_priv *p = s->priv;
+	json_object *back = op_json_arr(undo, "moves"), *rej = json_object_new_array();
+	size_t n = back ? json_object_array_length(back) : 0, posted = 0, accepted = 0;
+	struct tikv_move *mv = calloc(n ? n : 1, sizeof(*mv));
+	char *ok = calloc(n ? n : 1, 1);
+
+	*result = NULL;
+	if (mv == NULL || ok == NULL) {
+		free(mv), free(ok);
+		json_object_put(rej);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(back, i);
+		mv[i].region = op_json_u64(m, "region_id", 0);
+		mv[i].to = op_json_u64(m, "to_store_id", 0);
+	}
+	tikv_post_moves(p, mv, n, ok, &posted, &accepted, rej);
+	json_object *r = json_object_new_object();
+	op_json_set_int(r, "moves", (int64_t)n);
+	op_json_set_int(r, "accepted", (int64_t)accepted);
+	json_object_object_add(r, "rejections", rej);
+	*result = r;
+	free(mv), free(ok);
+	if (n > 0 && accepted == 0) {
+		snprintf(err, errlen, "PD accepted none of the %zu transfer-leader operators back", n);
+		return -1;
+	}
+	return 0;
+}
+
+/* Undo of evict_leader / remove_evict_leader: the eviction as it was. */
+static int
+tikv_revert_evict(struct op_subject *s, json_object *undo, json_object **result, char *err,
+    size_t errlen)
+{
+	struct tikv_priv *p = s->priv;
+	struct pd_err pe;
+	uint64_t store = op_json_u64(undo, "store_id", 0);
+	int was = op_json_bool(undo, "evicted", 0), rc;
+
+	rc = was ? pd_evict_leader_add(&p->pd, store, &pe) : pd_evict_leader_remove(&p->pd, store,
+	    &pe);
+	*result = json_object_new_object();
+	json_object_object_add(*result, "store_id", json_object_new_uint64(store));
+	json_object_object_add(*result, "evicted", json_object_new_boolean(was));
+	if (rc != 0 && !(pe.not_found && !was)) {
+		snprintf(err, errlen, "%s", pe.message);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tikv_revert_msdt(struct op_subject *s, json_object *undo, json_object **result, char *err,
+    size_t errlen)
+{
+	struct tikv_priv *p = s->priv;
+	struct pd_err pe;
+	const char *dur = op_json_str(undo, "duration", "");
+
+	*result = json_object_new_object();
+	op_json_set_str(*result, "duration", dur);
+	if (pd_set_max_store_down_time(&p->pd, dur, &pe) != 0) {
+		snprintf(err, errlen, "%s", pe.message);
+		return -1;
+	}
+	return 0;
+}
+
+/* Shorter than PD's default, PD re-replicates a store that is only
+ * restarting: within bounds, but a human decides. */
+static int
+tikv_bounds_msdt(json_object *params, char *why, size_t len)
+{
+	int64_t ns;
+	const char *d = op_json_str(params, "duration", "");
+
+	if (pd_parse_go_duration_ns(d, &ns) == 0 && ns < TIKV_MSDT_HUMAN_NS) {
+		snprintf(why, len, "max-store-down-time %s is below PD's 30m default: PD would "
+		    "re-replicate stores that are only restarting", d);
+		return OP_FIT_APPROVAL;
+	}
+	return OP_FIT_OK;
+}
+
 int
 tikv_execute(struct op_subject *s, const char *action, json_object *params,
     json_object **result, char *err, size_t errlen)
@@ -705,6 +1021,17 @@ tikv_execute(struct op_subject *s, const char *action, json_object *params,
 	c.timeout_ms = TIKV_ACTION_TIMEOUT_MS > p->timeout_ms ? TIKV_ACTION_TIMEOUT_MS : p->timeout_ms;
 	if (strcmp(action, "rebalance_leaders") == 0)
 		return tikv_rebalance(p, params, result, err, errlen);
+	json_object *undo = tikv_undo_before(p, action, params, err, errlen);
+	if (undo == NULL)
+		return -1;
+	if (op_action_cancelled()) {
+		*result = json_object_new_object();
+		json_object_object_add(*result, "cancelled", json_object_new_boolean(1));
+		op_json_set_str(*result, "done", "nothing: stopped before the PD call");
+		snprintf(err, errlen, "cancelled before the PD call");
+		json_object_put(undo);
+		return -1;
+	}
 	if (strcmp(action, "transfer_leader") == 0) {
 		rc = pd_transfer_leader(&c, rid, to, &pe);
 		*result = tikv_op_result("POST /operators transfer-leader", params);
@@ -731,9 +1058,18 @@ tikv_execute(struct op_subject *s, const char *action, json_object *params,
 		*result = tikv_op_result("POST /config/schedule max-store-down-time", params);
 	} else {
 		snprintf(err, errlen, "unknown action \"%s\"", action);
+		json_object_put(undo);
 		return -1;
 	}
 	json_object_object_add(*result, "accepted", json_object_new_boolean(rc == 0));
+	/* what undo needs, and the stores touched (blast radius) */
+	if (json_object_object_length(undo) > 0)
+		json_object_object_add(*result, "undo", undo);
+	else
+		json_object_put(undo);
+	json_object_object_add(*result, "touched", tikv_store_list(
+	    op_json_u64(op_json_obj(*result, "undo"), "from_store_id", 0),
+	    to ? to : store ? store : op_json_u64(params, "from_store_id", 0)));
 	if (rc != 0) {
 		op_json_set_str(*result, "error", pe.message);
 		snprintf(err, errlen, "%s", pe.message);
