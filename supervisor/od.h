@@ -186,6 +186,17 @@ json_object *policy_status(void);
 /* Result of a verification of an action run at `level`: promotion/demotion. */
 void policy_record_outcome(json_object *t, json_object *a, int success);
 const char *policy_target(json_object *params);
+/* The level in force and where it came from: "operator", "operator (all
+ * subjects)", "promotion", "demotion", "config" or "default" (static). */
+const char *policy_level_source(const char *subject, const char *action, const char **source);
+/* [{subject, action, level, source}] for each configured subject (or the one named). */
+json_object *policy_level_query(const char *subject, const char *action);
+/* The node count the observer saw (op_obs_nodes): the blast radius's denominator. */
+void policy_note_nodes(const char *subject, int64_t n);
+/* {nodes_total, cap, new_max, touched[]} for the executor's op_exec_ctx. */
+json_object *policy_blast_allowance(json_object *t, json_object *a);
+/* Every budget bucket: scope, capacity, remaining, period_s, refill_in_ms, full_in_ms. */
+json_object *policy_budgets(void);
 
 /* postmortem.c */
 json_object *postmortem_build(int64_t ticket_id);
