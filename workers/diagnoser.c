@@ -66,6 +66,8 @@ diag_llm_done(void *arg, const struct llm_outcome *o)
 	json_object_object_add(b, "calls", json_object_new_int(o->calls));
 	json_object_object_add(b, "cached", json_object_new_boolean(o->cached));
 	json_object_object_add(b, "require_approval", json_object_new_boolean(o->require_approval));
+	if (o->approval_reason != NULL)
+		json_object_object_add(b, "approval_reason", json_object_new_string(o->approval_reason));
 	if (o->fallback_reason != NULL)
 		json_object_object_add(b, "fallback_reason", json_object_new_string(o->fallback_reason));
 	worker_send(p->w, OP_MSG_DIAGNOSIS, p->msg_id, b);

@@ -96,7 +96,7 @@ llm_conf_load(const struct op_config *cfg, struct llm_conf *c, char *err, size_t
 	if (op_config_int(cfg, "diagnoser", "max_calls_per_hour", LLM_DEFAULT_CALLS_PER_HOUR, 0,
 	    100000, &c->max_calls_per_hour, err, errlen) != 0)
 		return -1;
-	if (op_config_bool(cfg, "diagnoser", "require_approval_on_disagreement", 0,
+	if (op_config_bool(cfg, "diagnoser", "require_approval_on_disagreement", 1,
 	    &c->require_approval_on_disagreement, err, errlen) != 0)
 		return -1;
 	if (op_config_duration(cfg, "diagnoser", "cache_ttl", LLM_DEFAULT_CACHE_TTL_MS,

@@ -21,6 +21,7 @@ struct llm_job {
 	int64_t ticket_id;
 	int retries, corrected, calls;
 	char first_problems[512]; /* why the first answer was rejected */
+	char approval[512];       /* parameters of a fitting plan that need a human */
 	int64_t tokens_in, tokens_out;
 	struct llm_http_req *req;
 	struct event *timer;
@@ -227,6 +228,12 @@ llm_finish(struct llm_job *j, json_object *diag, const char *fallback, int cache
 		o.backend = llm_backend_name(e->conf.backend);
 		o.agreed = llm_plans_agree(diag, j->rules);
 		o.require_approval = !o.agreed && e->conf.require_approval_on_disagreement;
+		if (o.require_approval)
+			o.approval_reason = "the model's plan disagrees with the rules";
+		if (j->approval[0] != '\0') {
+			o.require_approval = 1;
+			o.approval_reason = j->approval;
+		}
 		log_info("ticket %lld: diagnosed by %s %s%s in %d call(s), %lld+%lld tokens "
 		    "(~$%.4f), %s the rules", (long long)j->ticket_id, o.backend, o.model,
 		    cached ? " (cached)" : "", j->calls, (long long)j->tokens_in,
@@ -267,7 +274,9 @@ llm_on_http(void *arg, const struct llm_http_result *h)
 	j->tokens_in += r.tokens_in;
 	j->tokens_out += r.tokens_out;
 	if (r.kind == LLM_R_OK) {
-		if (llm_check_answer(j->sj, r.answer, problems, sizeof(problems)) == 0) {
+		if (llm_check_answer(j->sj, r.answer, problems, sizeof(problems)) == 0 &&
+		    llm_check_fit(j->sj, j->ticket, r.answer, problems, sizeof(problems), j->approval,
+			sizeof(j->approval)) == 0) {
 			if (llm_contains_key(e, r.answer)) {
 				llm_finish(j, NULL, "the answer contained the API key", 0);
 			} else {
@@ -392,7 +401,10 @@ llm_diagnose(struct llm_engine *e, const struct op_subject *sj, json_object *tic
 
 	/* A later attempt on the same ticket wants a fresh look, not the plan that
 	 * just failed verification. */
-	if (op_json_int(ticket, "attempts", 0) == 0 && (hit = llm_cache_get(e, j->fp)) != NULL) {
+	char cerr[512];
+	if (op_json_int(ticket, "attempts", 0) == 0 && (hit = llm_cache_get(e, j->fp)) != NULL &&
+	    llm_check_fit(sj, ticket, hit, cerr, sizeof(cerr), j->approval,
+		sizeof(j->approval)) == 0) {
 		json_object *copy = NULL;
 		json_object_deep_copy(hit, &copy, NULL);
 		llm_finish(j, copy, NULL, 1);

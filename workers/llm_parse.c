@@ -329,6 +329,33 @@ llm_check_action(const struct op_subject *sj, json_object *ra, size_t i, struct 
 }
 
 int
+llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *d, char *errs,
+    size_t errlen, char *approval, size_t alen)
+{
+	struct llm_errs e = {errs, errlen, 0}, ap = {approval, alen, 0};
+	json_object *acts = op_json_arr(d, "recommended_actions");
+	const char *inv = op_json_str(ticket, "invariant", "");
+	const char *ent = op_json_str(ticket, "entity", "");
+	json_object *ev = op_json_obj(ticket, "evidence");
+	char why[512];
+
+	errs[0] = '\0';
+	approval[0] = '\0';
+	for (size_t i = 0; acts && i < json_object_array_length(acts); i++) {
+		json_object *ra = json_object_array_get_idx(acts, i);
+		const char *name = op_json_str(ra, "action", "");
+		int fit = op_plan_fits(sj, inv, ent, ev, name, op_json_obj(ra, "parameters"), why,
+		    sizeof(why));
+		if (fit == OP_FIT_NO)
+			llm_err(&e, "recommended_actions[%zu] does not fit the ticket (%s on %s): %s", i,
+			    inv, ent, why);
+		else if (fit == OP_FIT_APPROVAL)
+			llm_err(&ap, "%s: %s", name, why);
+	}
+	return e.n > 0 ? -1 : 0;
+}
+
+int
 llm_check_answer(const struct op_subject *sj, json_object *d, char *errs, size_t errlen)
 {
 	static const char *const sev[] = {"critical", "warning", "info"};
