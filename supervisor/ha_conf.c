@@ -1,0 +1,98 @@
+/* ha_conf: the [ha] section.
+ *
+ *   [ha]
+ *   etcd = http://127.0.0.1:2379,http://10.0.0.2:2379   ; required
+ *   name = op-a            ; default: the host name; unique per instance
+ *   cluster = prod         ; key prefix: /operatord/CLUSTER/...
+ *   lease_ttl = 10s        ; whole seconds, 2s..300s */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+#include "common/util.h"
+#include "supervisor/ha.h"
+
+static const char *const ha_keys[] = { "etcd", "name", "cluster", "lease_ttl" };
+
+struct unknown_scan {
+	char key[64];
+};
+
+static void
+scan_key(const char *key, const char *value, void *arg)
+{
+	struct unknown_scan *u = arg;
+
+	(void)value;
+	for (size_t i = 0; i < OP_ARRAY_LEN(ha_keys); i++)
+		if (strcmp(key, ha_keys[i]) == 0)
+			return;
+	if (u->key[0] == '\0')
+		op_strlcpy(u->key, key, sizeof(u->key));
+}
+
+int
+ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err, size_t errlen)
+{
+	const char *v;
+	char why[160];
+	struct etcd_client c;
+
+	memset(out, 0, sizeof(*out));
+	if (!op_config_has_section(cfg, "ha"))
+		return 0;
+	out->enabled = 1;
+
+	struct unknown_scan u = { "" };
+	op_config_foreach(cfg, "ha", scan_key, &u);
+	if (u.key[0] != '\0') {
+		snprintf(err, errlen, "[ha] %s: unknown key (known: etcd, name, cluster, lease_ttl)",
+		    u.key);
+		return -1;
+	}
+
+	v = op_config_get(cfg, "ha", "etcd");
+	if (v == NULL || v[0] == '\0') {
+		snprintf(err, errlen, "[ha] etcd: required (http://HOST:PORT[,...])");
+		return -1;
+	}
+	if (etcd_client_init(&c, v, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "[ha] etcd: %s", why);
+		return -1;
+	}
+	op_strlcpy(out->etcd, v, sizeof(out->etcd));
+
+	v = op_config_get(cfg, "ha", "name");
+	if (v != NULL) {
+		op_strlcpy(out->name, v, sizeof(out->name));
+	} else if (gethostname(out->name, sizeof(out->name)) != 0) {
+		snprintf(err, errlen, "[ha] name: not set and the host name cannot be read");
+		return -1;
+	}
+	out->name[sizeof(out->name) - 1] = '\0';
+	if (!etcd_segment_ok(out->name)) {
+		snprintf(err, errlen, "[ha] name: \"%s\" must be 1-63 of [A-Za-z0-9._-]%s", out->name,
+		    v == NULL ? " (it defaults to the host name; set it)" : "");
+		return -1;
+	}
+
+	v = op_config_get(cfg, "ha", "cluster");
+	op_strlcpy(out->cluster, v ? v : HA_DEFAULT_CLUSTER, sizeof(out->cluster));
+	if (!etcd_segment_ok(out->cluster)) {
+		snprintf(err, errlen, "[ha] cluster: \"%s\" must be 1-63 of [A-Za-z0-9._-]",
+		    v ? v : "");
+		return -1;
+	}
+
+	if (op_config_duration(cfg, "ha", "lease_ttl", HA_LEASE_TTL_MS, &out->lease_ttl_ms, err,
+		errlen) != 0)
+		return -1;
+	if (out->lease_ttl_ms < HA_LEASE_TTL_MIN_MS || out->lease_ttl_ms > HA_LEASE_TTL_MAX_MS ||
+	    out->lease_ttl_ms % 1000 != 0) {
+		snprintf(err, errlen, "[ha] lease_ttl: must be whole seconds from %ds to %ds",
+		    HA_LEASE_TTL_MIN_MS / 1000, HA_LEASE_TTL_MAX_MS / 1000);
+		return -1;
+	}
+	return 0;
+}
