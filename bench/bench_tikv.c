@@ -1,6 +1,9 @@
 /* bench_tikv: observe+check time of the TiKV subject against a real pdsim at
- * 1k, 10k and 100k regions. A benchmark, not a test: it prints figures and
- * fails only when it cannot run at all.
+ * 1k, 10k, 100k and 1M regions, side by side with the physical limit of the
+ * same work: libcurl transferring the same GET /regions body to nowhere,
+ * alternated run by run. A benchmark, not a test: it prints figures (and one
+ * "BENCH|" row per size for scripts/bench.sh) and fails only when it cannot
+ * run at all.
  *
  *   PDSIM_BIN=build/subjects/tikv/pdsim/pdsim build/bench/bench_tikv [regions...]
  */
@@ -22,9 +25,10 @@
 
 #define BENCH_STORES 3
 #define BENCH_START_WAIT_MS 60000   /* pdsim listening and every store live */
-#define BENCH_PD_TIMEOUT "30s"      /* /regions at 100k is tens of MB */
+#define BENCH_PD_TIMEOUT "120s"     /* /regions at 1M is hundreds of MB */
 #define BENCH_RUNS_SMALL 20         /* observe+check rounds up to 10k regions */
-#define BENCH_RUNS_LARGE 5          /* ... and at 100k */
+#define BENCH_RUNS_LARGE 5          /* ... and from 100k */
+#define BENCH_GOAL_RATIO 1.5        /* observe+check / curl transfer, from 100k regions */
 
 static pid_t pdsim_pid;
 static char dir[64];
@@ -71,6 +75,14 @@ bench_start(const char *bin, int regions, int *port)
 	}
 	fprintf(stderr, "bench_tikv: pdsim did not start (see %s)\n", log);
 	return -1;
+}
+
+static int
+bench_discard(const char *p, size_t n, void *arg)
+{
+	(void)p;
+	*(size_t *)arg += n;
+	return 0;
 }
 
 static int
@@ -125,11 +137,28 @@ bench_one(const char *bin, int regions)
 		op_sleep_ms(200);
 	}
 	int runs = regions >= 100000 ? BENCH_RUNS_LARGE : BENCH_RUNS_SMALL;
-	int64_t t_obs[BENCH_RUNS_SMALL], t_chk[BENCH_RUNS_SMALL];
+	int64_t t_obs[BENCH_RUNS_SMALL], t_chk[BENCH_RUNS_SMALL], t_curl[BENCH_RUNS_SMALL];
+	double body_mb = 0;
+	char curl_url[128];
+	snprintf(curl_url, sizeof(curl_url), "http://127.0.0.1:%d/pd/api/v1/regions", port);
 	size_t obs_bytes = 0, nread = 0;
 	for (int i = 0; i < runs; i++) {
 		json_object *obs = NULL;
 		struct op_readings rd = {0};
+		/* the reference: libcurl moving the same body to nowhere */
+		struct op_http_req cr = {.url = curl_url, .timeout_ms = 120000};
+		size_t got = 0;
+		cr.sink = bench_discard;
+		cr.sink_arg = &got;
+		int64_t tc = op_mono_ms();
+		if (op_http_do(&cr) != 0 || cr.status != 200) {
+			fprintf(stderr, "bench_tikv: transfer of /regions failed: %s\n", cr.err);
+			op_http_req_reset(&cr);
+			break;
+		}
+		t_curl[i] = op_mono_ms() - tc;
+		op_http_req_reset(&cr);
+		body_mb = (double)got / 1e6;
 		int64_t t0 = op_mono_ms();
 		if (s->ops->observe(s, &obs, err, sizeof(err)) != 0) {
 			fprintf(stderr, "bench_tikv: observe: %s\n", err);
@@ -149,6 +178,16 @@ bench_one(const char *bin, int regions)
 		tot[i] = t_obs[i] + t_chk[i];
 	qsort(tot, (size_t)runs, sizeof(tot[0]), cmp_i64);
 	qsort(t_chk, (size_t)runs, sizeof(t_chk[0]), cmp_i64);
+	qsort(t_curl, (size_t)runs, sizeof(t_curl[0]), cmp_i64);
+	int64_t ref = t_curl[runs / 2] > 0 ? t_curl[runs / 2] : 1;
+	char goal[32];
+	if (regions >= 100000)
+		snprintf(goal, sizeof(goal), "<= %.1f", BENCH_GOAL_RATIO);
+	else
+		snprintf(goal, sizeof(goal), "(linear)");
+	printf("BENCH|observe+check %d regions|%" PRId64 " ms|transfer of /regions (%.1f MB)|%" PRId64
+	    " ms|%.2f|%s\n", regions, tot[runs / 2], body_mb, ref, (double)tot[runs / 2] / (double)ref,
+	    goal);
 	printf("%7d regions, %d stores: observe+check median %5" PRId64 " ms (min %" PRId64
 	    ", max %" PRId64 "; check alone median %" PRId64 " ms) over %d runs; observation "
 	    "%zu bytes, %zu readings\n", regions, BENCH_STORES, tot[runs / 2], tot[0],

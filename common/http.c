@@ -13,6 +13,7 @@ struct http_xfer {
 	char *buf;
 	size_t len, cap;
 	int overflow;
+	int sink_failed;
 };
 
 void
@@ -27,6 +28,17 @@ http_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	struct http_xfer *x = arg;
 	size_t n = size * nmemb;
 
+	if (x->req->sink != NULL) {
+		long status = 0;
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 200 && status <= 299) {
+			if (x->req->sink(ptr, n, x->req->sink_arg) != 0) {
+				x->sink_failed = 1;
+				return 0; /* aborts the transfer */
+			}
+			return n;
+		}
+	}
 	if (x->len + n > OP_HTTP_MAX_BODY) {
 		x->overflow = 1;
 		return 0; /* aborts the transfer */
@@ -104,7 +116,9 @@ http_finish(struct http_xfer *x, CURLcode rc, int64_t elapsed_ms)
 		r->resp_len = x->len;
 		x->buf = NULL;
 	} else {
-		if (x->overflow)
+		if (x->sink_failed)
+			snprintf(r->err, sizeof(r->err), "response body rejected by its decoder");
+		else if (x->overflow)
 			snprintf(r->err, sizeof(r->err),
 			    "response body larger than %u bytes", OP_HTTP_MAX_BODY);
 		else

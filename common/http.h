@@ -19,6 +19,11 @@ struct op_http_req {
 	const char *const *headers; /* NULL-terminated extra "Name: value" */
 	int64_t timeout_ms;        /* 0 means OP_HTTP_TIMEOUT_MS */
 	int64_t connect_timeout_ms;
+	/* Optional: a 2xx body goes to sink chunk by chunk as it arrives instead
+	 * of into resp (other answers are still kept in resp). sink returns 0
+	 * to go on, -1 to abort the transfer (err then says so). */
+	int (*sink)(const char *p, size_t n, void *arg);
+	void *sink_arg;
 	/* out */
 	long status;               /* 0 when no HTTP answer arrived */
 	char *resp;                /* NUL-terminated, malloc'd, may be NULL */

@@ -1205,6 +1205,42 @@ rs_close(struct pd_regscan *s, struct pd_err *err)
 	return 0;
 }
 
+/* JSON's number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int
+rs_num_ok(const char *t, size_t n)
+{
+	size_t i = 0, d;
+
+	if (i < n && t[i] == '-')
+		i++;
+	if (i >= n)
+		return 0;
+	if (t[i] == '0')
+		i++;
+	else {
+		for (d = i; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && t[i] == '.') {
+		for (d = ++i; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	if (i < n && (t[i] == 'e' || t[i] == 'E')) {
+		i++;
+		if (i < n && (t[i] == '+' || t[i] == '-'))
+			i++;
+		for (d = i; i < n && t[i] >= '0' && t[i] <= '9'; i++)
+			;
+		if (i == d)
+			return 0;
+	}
+	return i == n;
+}
+
 /* A number at the current position. */
 static int
 rs_number(struct pd_regscan *s, struct pd_err *err)
@@ -1213,17 +1249,9 @@ rs_number(struct pd_regscan *s, struct pd_err *err)
 	size_t n = s->ntok;
 	int d = s->depth;
 	uint64_t v;
-	char *end;
-	char tmp[sizeof(s->tok) + 1];
 
-	memcpy(tmp, t, n);
-	tmp[n] = '\0';
-	if (s->tok_long)
-		return rs_fail(s, err, "number too long");
-	strtod(tmp, &end);
-	if (end != tmp + n || (n > 1 && tmp[0] == '0' && tmp[1] >= '0' && tmp[1] <= '9') ||
-	    (n > 2 && tmp[0] == '-' && tmp[1] == '0' && tmp[2] >= '0' && tmp[2] <= '9'))
-		return rs_fail(s, err, "malformed number");
+	if (s->tok_long || !rs_num_ok(t, n))
+		return rs_fail(s, err, s->tok_long ? "number too long" : "malformed number");
 	if (d == 1 && s->frame[0].key == RS_K_COUNT) {
 		int64_t c;
 		if (rs_u64(t, n, &v) != 0 || v > INT64_MAX)
@@ -1262,12 +1290,14 @@ rs_key(struct pd_regscan *s)
 	struct pd_scan_frame *f = &s->frame[s->depth - 1];
 
 	f->key = RS_K_OTHER;
-	if (s->tok_long)
+	if (s->tok_long || s->ntok < 2 || s->ntok > 13)
 		return 0;
 	for (size_t i = 0; i < sizeof(rs_keys) / sizeof(rs_keys[0]); i++)
-		if (strlen(rs_keys[i].name) == s->ntok &&
-		    memcmp(rs_keys[i].name, s->tok, s->ntok) == 0)
+		if (rs_keys[i].name[0] == s->tok[0] && rs_keys[i].name[s->ntok] == '\0' &&
+		    memcmp(rs_keys[i].name, s->tok, s->ntok) == 0) {
 			f->key = rs_keys[i].id;
+			break;
+		}
 	return 0;
 }
 
@@ -1323,7 +1353,10 @@ int
 pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err *err)
 {
 	const char *p = buf, *e = buf + len;
+	unsigned long long base = s->off;
 
+/* helpers report errors at s->off: keep it current before calling one */
+#define RS_AT() (s->off = base + (unsigned long long)(p - buf))
 	if (s->failed)
 		return -1;
 	while (p < e) {
@@ -1332,16 +1365,19 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 		case RS_L_STR: {
 			/* the long hex keys are most of the body: skip plain bytes fast */
 			int keep = s->expect == RS_E_COLON;
-			while (p < e && !s->esc && s->uni == 0 && *p != '"' && *p != '\\' &&
-			    (unsigned char)*p >= 0x20) {
-				if (keep)
-					rs_tok_add(s, *p);
-				p++;
-				s->off++;
+			if (s->esc == 0 && s->uni == 0) {
+				if (keep) {
+					while (p < e && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+						rs_tok_add(s, *p++);
+				} else {
+					while (p < e && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+						p++;
+				}
+				if (p == e)
+					continue;
 			}
-			if (p == e)
-				continue;
 			c = *p;
+			RS_AT();
 			if ((unsigned char)c < 0x20)
 				return rs_fail(s, err, "control byte in a string");
 			if (s->uni > 0) {
@@ -1354,7 +1390,7 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 					s->uni = 4;
 				else if (strchr("\"\\/bfnrt", c) == NULL)
 					return rs_fail(s, err, "bad escape in a string");
-				else if (keep)
+				if (keep)
 					s->tok_long = 1; /* an escaped key is none of ours */
 			} else if (c == '\\') {
 				s->esc = 1;
@@ -1369,7 +1405,6 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 				}
 			}
 			p++;
-			s->off++;
 			continue;
 		}
 		case RS_L_NUM:
@@ -1377,10 +1412,10 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 			    c == 'E') {
 				rs_tok_add(s, c);
 				p++;
-				s->off++;
 				continue;
 			}
 			s->lex = RS_L_NONE;
+			RS_AT();
 			if (rs_scalar_check(s, err, "number") != 0 || rs_number(s, err) != 0)
 				return -1;
 			rs_after_value(s);
@@ -1389,10 +1424,10 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 			if (c >= 'a' && c <= 'z') {
 				rs_tok_add(s, c);
 				p++;
-				s->off++;
 				continue;
 			}
 			s->lex = RS_L_NONE;
+			RS_AT();
 			if (rs_literal_end(s, err) != 0)
 				return -1;
 			continue;
@@ -1402,9 +1437,9 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 		/* between tokens */
 		if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
 			p++;
-			s->off++;
 			continue;
 		}
+		RS_AT();
 		int want_value = s->expect == RS_E_VALUE || s->expect == RS_E_VALUE_OR_CLOSE;
 		if (c == '"' && (want_value || s->expect == RS_E_KEY ||
 		    s->expect == RS_E_KEY_OR_CLOSE)) {
@@ -1445,8 +1480,9 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 			return rs_fail(s, err, why);
 		}
 		p++;
-		s->off++;
 	}
+	s->off = base + len;
+#undef RS_AT
 	return 0;
 }
 
@@ -1469,6 +1505,35 @@ pd_regscan_finish(struct pd_regscan *s, struct pd_err *err)
 		s->failed = 1;
 		return -1;
 	}
+	pd_err_clear(err);
+	return 0;
+}
+
+/* GET /scheduler-config/evict-leader-scheduler/list:
+ * {"store-id-ranges":{"4":[...]},"batch":3}: the keys are the evicted stores. */
+int
+pd_parse_evicted(const char *buf, size_t len, uint64_t *ids, size_t max, size_t *n,
+    struct pd_err *err)
+{
+	json_object *o = parse_body("evict-leader list", buf, len, json_type_object, err);
+	struct jctx c = {.what = "evict-leader list", .err = err};
+
+	*n = 0;
+	if (o == NULL)
+		return -1;
+	json_object *r = jget(&c, o, "store-id-ranges", json_type_object, 1);
+	if (r == NULL) {
+		json_object_put(o);
+		return -1;
+	}
+	json_object_object_foreach(r, k, v)
+	{
+		uint64_t id;
+		(void)v;
+		if (*n < max && op_parse_u64(k, &id) == 0)
+			ids[(*n)++] = id;
+	}
+	json_object_put(o);
 	pd_err_clear(err);
 	return 0;
 }

@@ -512,3 +512,28 @@ pd_evict_leader_remove(const struct pd_client *c, uint64_t store_id, struct pd_e
 	}
 	return -1;
 }
+
+int
+pd_get_evicted(const struct pd_client *c, uint64_t *ids, size_t max, size_t *n,
+    struct pd_err *err)
+{
+	struct pd_strlist l;
+	struct op_http_req r;
+	char what[300];
+	int rc;
+
+	*n = 0;
+	if (pd_get_schedulers(c, &l, err) != 0)
+		return -1;
+	int evicting = pd_strlist_contains(&l, "evict-leader-scheduler");
+	pd_strlist_free(&l);
+	if (!evicting)
+		return 0;
+	if (pd_request(c, "GET", PD_PATH_EVICT_LIST, NULL, &r, what, sizeof(what), err) != 0)
+		return -1;
+	rc = pd_parse_evicted(r.resp, r.resp_len, ids, max, n, err);
+	if (rc != 0)
+		prefix_err(err, what);
+	op_http_req_reset(&r);
+	return rc;
+}

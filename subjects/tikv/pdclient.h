@@ -25,6 +25,15 @@
 #define PD_DEFAULT_TIMEOUT_MS 3000     /* total per request; /regions at 100k needs more */
 #define PD_DEFAULT_CONNECT_TIMEOUT_MS 1000
 
+/* Endpoints an observation reads (all of PD's paths live in pdclient). */
+#define PD_API_PREFIX "/pd/api/v1"
+#define PD_PATH_STORES PD_API_PREFIX "/stores"
+#define PD_PATH_REGIONS PD_API_PREFIX "/regions"
+#define PD_PATH_HEALTH PD_API_PREFIX "/health"
+#define PD_PATH_SCHEDULERS PD_API_PREFIX "/schedulers"
+#define PD_PATH_EVICT_LIST PD_API_PREFIX "/scheduler-config/evict-leader-scheduler/list"
+#define PD_PATH_SCHEDULE_CONFIG PD_API_PREFIX "/config/schedule"
+
 /* Error kinds (pd_err.kind). */
 #define PD_ERR_TRANSPORT "transport" /* no HTTP answer: refused, reset, DNS */
 #define PD_ERR_TIMEOUT "timeout"     /* no complete answer within the timeout */
@@ -200,6 +209,9 @@ int pd_parse_op_status(const char *buf, size_t len, struct pd_op_status *out, st
 void pd_err_set(struct pd_err *e, int status, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void pd_err_clear(struct pd_err *e);
+/* The evict-leader scheduler's store list: its keys are the evicted stores. */
+int pd_parse_evicted(const char *buf, size_t len, uint64_t *ids, size_t max, size_t *n,
+    struct pd_err *err);
 /* Turns a non-2xx answer into *err (kind http). what: "GET /pd/api/v1/store/7". */
 void pd_parse_error(const char *what, long status, const char *buf, size_t len,
     struct pd_err *err);
@@ -334,6 +346,10 @@ int pd_get_schedulers(const struct pd_client *c, struct pd_strlist *out, struct 
 int pd_add_scheduler(const struct pd_client *c, const char *name, uint64_t store_id,
     struct pd_err *err);
 int pd_remove_scheduler(const struct pd_client *c, const char *name, struct pd_err *err);
+/* Stores under evict-leader: GET /schedulers, then the scheduler's list only
+ * while it exists (PD answers the list only then). Up to max ids in *n. */
+int pd_get_evicted(const struct pd_client *c, uint64_t *ids, size_t max, size_t *n,
+    struct pd_err *err);
 /* POST {"name":"evict-leader-scheduler","store_id":S}. */
 int pd_evict_leader_add(const struct pd_client *c, uint64_t store_id, struct pd_err *err);
 /* DELETE /schedulers/evict-leader-scheduler-{id}; 404 (store was not evicted) counts as

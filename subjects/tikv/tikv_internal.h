@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/http.h"
 #include "subjects/subject.h"
 #include "subjects/tikv/pdclient.h"
 
@@ -91,7 +92,7 @@ struct tikv_live {
 	char status_address[PD_ADDR_LEN];
 };
 
-/* ---- tikv_subject.c: config, observe, check, outcome, shared helpers ---- */
+/* ---- tikv_subject.c: config, outcome, shared helpers ---- */
 json_object *tikv_obs_store(json_object *obs, uint64_t id);
 /* Serving-store leader balance of an observation; 0 stores when none serve. */
 void tikv_balance_of(const struct tikv_priv *p, json_object *obs, struct tikv_balance *b);
@@ -104,6 +105,22 @@ void tikv_probe(const struct tikv_priv *p, const char *const *status_addrs, size
 int tikv_read_evicted(const struct tikv_priv *p, uint64_t *ids, size_t max, size_t *n,
     char *err, size_t errlen);
 void tikv_check(struct op_subject *s, json_object *obs, struct op_readings *out);
+
+/* GET of url with timeout_ms as both the total and the connect timeout. */
+void tikv_req_get(struct op_http_req *r, const char *url, int64_t timeout_ms);
+/* http://ADDR/status of a store's status address (a scheme, if any, is kept). */
+void tikv_status_url(const char *addr, char *out, size_t outlen);
+/* A status probe's answer: ok 1 on HTTP 200, else err says why. */
+void tikv_probe_result(struct op_http_req *r, int *ok, char *err, size_t errlen);
+
+/* ---- tikv_observe.c: one observation (streams /regions) ---- */
+int tikv_observe(struct op_subject *s, json_object **out, char *err, size_t errlen);
+
+/* ---- tikv_check.c: readings ---- */
+json_object *tikv_balance_evidence(const struct tikv_priv *p, json_object *obs,
+    const struct tikv_balance *b);
+/* Regions awaiting a leader: leaderless plus led from a down store. */
+int64_t tikv_elections_pending(json_object *obs);
 
 /* ---- tikv_rules.c: offline playbook ---- */
 json_object *tikv_diagnose(struct op_subject *s, json_object *ticket, json_object *obs);
