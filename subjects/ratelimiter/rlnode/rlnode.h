@@ -187,6 +187,12 @@ struct rlnode {
 	int64_t last_fail_open_mono;
 	uint64_t seq;
 
+	/* SHA1 of rln_check_lua as Redis's SCRIPT LOAD answered it: /check sends
+	 * EVALSHA (40 bytes) instead of the whole script once it is known. */
+	char check_sha[41];
+	int sha_loading;
+	uint64_t noscript;          /* NOSCRIPT answers (script cache flushed or Redis restarted) */
+
 	struct rln_latency lat;
 	struct rln_metrics m;
 	int stopping;
@@ -228,6 +234,8 @@ int rln_limits_reload(struct rlnode *n, rln_reload_cb *done, void *arg);
 void rln_heartbeat(struct rlnode *n);
 int rln_deregister(struct rlnode *n, rln_call_cb *cb);
 int64_t rln_reply_int(const redisReply *r, int64_t def);
+/* SCRIPT LOAD of the /check script, unless it is known or already asked. */
+void rln_script_load(struct rlnode *n);
 extern const char rln_check_lua[];
 extern const char rln_reset_lua[];
 extern const char rln_counter_lua[];

@@ -28,6 +28,7 @@ struct rln_check {
 	int64_t window_ms;
 	int attempts;
 	unsigned tried;    /* pool connections already used */
+	int conn;          /* pool connection of the attempt in flight */
 	int64_t t0_us;
 };
 
@@ -195,6 +196,18 @@ rln_check_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 		free(ck);
 		return;
 	}
+	if (r != NULL && r->type == REDIS_REPLY_ERROR && r->str != NULL &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		/* Redis lost its script cache: nothing ran, so sending the same
+		 * attempt again (EVAL this time) counts nothing twice */
+		n->noscript++;
+		n->check_sha[0] = '\0';
+		rln_script_load(n);
+		ck->tried &= ~(1u << ck->conn);
+		ck->attempts--;
+		rln_check_send(ck);
+		return;
+	}
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
 		n->m.redis_errors++;
 		log_debug("check %s attempt %d: %s", ck->key, ck->attempts,
@@ -250,8 +263,10 @@ rln_check_send(struct rln_check *ck)
 		 * across restarts of a node with the same id. */
 		snprintf(member, sizeof(member), "%s:%lld:%llu", n->node_id,
 		    (long long)n->boot_ms, (unsigned long long)++n->seq);
-		argv[0] = "EVAL";
-		argv[1] = rln_check_lua;
+		/* the 40-byte SHA instead of the script, once Redis has it */
+		argv[0] = n->check_sha[0] ? "EVALSHA" : "EVAL";
+		argv[1] = n->check_sha[0] ? n->check_sha : rln_check_lua;
+		ck->conn = i;
 		argv[2] = "3";
 		argv[3] = zkey;
 		argv[4] = "rl:keys";

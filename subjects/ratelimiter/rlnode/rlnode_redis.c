@@ -306,6 +306,33 @@ rln_conn_on_connect(const redisAsyncContext *ac, int status)
 	c->connected = 1;
 	c->backoff_ms = RLN_BACKOFF_MIN_MS;
 	log_info("redis connection %d up", c->idx);
+	if (c->idx >= 0)
+		rln_script_load(c->n);
+}
+
+static void
+rln_script_loaded(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	n->sha_loading = 0;
+	if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40) {
+		memcpy(n->check_sha, r->str, 40);
+		n->check_sha[40] = '\0';
+		return;
+	}
+	/* EVAL keeps working; the next connection or NOSCRIPT asks again */
+	log_warn("SCRIPT LOAD of the check script failed: %s",
+	    err ? err : (r && r->str ? r->str : "unexpected reply"));
+}
+
+void
+rln_script_load(struct rlnode *n)
+{
+	const char *argv[3] = {"SCRIPT", "LOAD", rln_check_lua};
+
+	if (n->check_sha[0] != '\0' || n->sha_loading)
+		return;
+	if (rln_call_mgmt(n, RLN_MGMT_TIMEOUT_MS, rln_script_loaded, NULL, 3, argv) == 0)
+		n->sha_loading = 1;
 }
 
 static void
