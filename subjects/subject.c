@@ -1,5 +1,7 @@
 #include "subjects/subject.h"
 
+#include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,7 +588,8 @@ op_plan_fits_kind(const char *subject, const char *invariant, const char *entity
 
 static struct op_exec_ctx exec_ctx;
 static int exec_have_ctx;
-static volatile int exec_cancel_flag;
+/* set from a signal handler (the executor's SIGUSR1 on the kill switch) */
+static volatile sig_atomic_t exec_cancel_flag;
 
 void
 op_exec_ctx_set(const struct op_exec_ctx *ctx)
@@ -632,5 +635,94 @@ op_obs_nodes(json_object *obs)
 		return 0;
 	if ((a = op_json_arr(obs, "nodes")) != NULL || (a = op_json_arr(obs, "stores")) != NULL)
 		return (int64_t)json_object_array_length(a);
+	return 0;
+}
+
+/* ---- worse than before? ---- */
+
+void
+op_health_of(struct op_subject *s, json_object *obs, const char *invariant, const char *entity,
+    struct op_health *out)
+{
+	struct op_readings rd = {0};
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL || obs == NULL)
+		return;
+	s->ops->check(s, obs, &rd);
+	out->known = 1;
+	for (size_t i = 0; i < rd.n; i++) {
+		const struct op_reading *r = &rd.v[i];
+		out->violated += r->state == OP_RD_VIOLATED;
+		if (invariant && entity && !strcmp(r->invariant, invariant) &&
+		    !strcmp(r->entity, entity)) {
+			out->have_figure = 1;
+			out->state = r->state;
+			out->value = r->value;
+			out->threshold = r->threshold;
+		}
+	}
+	op_readings_clear(&rd);
+}
+
+json_object *
+op_health_json(const struct op_health *h)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "violated", json_object_new_int64(h->violated));
+	if (h->have_figure) {
+		json_object_object_add(o, "state", json_object_new_string(
+		    h->state == OP_RD_VIOLATED ? "violated" : h->state == OP_RD_HEALTHY ? "healthy"
+		    : "band"));
+		json_object_object_add(o, "value", json_object_new_double(h->value));
+		json_object_object_add(o, "threshold", json_object_new_double(h->threshold));
+	}
+	return o;
+}
+
+int
+op_health_from_json(json_object *j, struct op_health *h)
+{
+	json_object *v;
+
+	memset(h, 0, sizeof(*h));
+	if (j == NULL || !json_object_object_get_ex(j, "violated", &v))
+		return -1;
+	h->known = 1;
+	h->violated = json_object_get_int64(v);
+	if (json_object_object_get_ex(j, "value", &v) && v != NULL) {
+		const char *st = op_json_str(j, "state", "band");
+		h->have_figure = 1;
+		h->state = !strcmp(st, "violated") ? OP_RD_VIOLATED : !strcmp(st, "healthy")
+		    ? OP_RD_HEALTHY : OP_RD_BAND;
+		h->value = json_object_get_double(v);
+		h->threshold = op_json_double(j, "threshold", 0);
+	}
+	return 0;
+}
+
+int
+op_health_worse(const struct op_health *before, const struct op_health *after, char *why,
+    size_t len)
+{
+	why[0] = '\0';
+	if (!before->known || !after->known)
+		return 0; /* cannot tell: never undo on a guess */
+	if (after->violated > before->violated) {
+		snprintf(why, len, "%lld invariant reading(s) violated after the action, %lld before",
+		    (long long)after->violated, (long long)before->violated);
+		return 1;
+	}
+	if (before->have_figure && after->have_figure && after->state == OP_RD_VIOLATED) {
+		double db = fabs(before->value - before->threshold);
+		double da = fabs(after->value - after->threshold);
+		if (da > db * (1.0 + OP_WORSE_MARGIN) && da - db > 0) {
+			snprintf(why, len, "the ticket's figure moved away from its threshold: %g vs %g "
+			    "before, %g vs %g after", before->value, before->threshold, after->value,
+			    after->threshold);
+			return 1;
+		}
+	}
 	return 0;
 }

@@ -197,6 +197,28 @@ int op_action_cancelled(void);
 /* Marks the running action cancelled (e.g. from a signal handler or the
  * executor's frame callback); cleared by op_exec_ctx_set. */
 void op_action_cancel(void);
+/* "Is the subject worse than before the action?" (undo a fix that made
+ * things worse). A summary of one observation: the readings violated, and
+ * the ticket's own figure. The executor records it right before acting, the
+ * verifier on its last look; op_health_worse says whether the second is
+ * worse: more invariants violated, or the ticket's figure further from its
+ * threshold (by more than OP_WORSE_MARGIN of the distance before). */
+#define OP_WORSE_MARGIN 0.1
+struct op_health {
+	int known;
+	int64_t violated;
+	int have_figure;
+	enum op_rd_state state;
+	double value, threshold;
+};
+void op_health_of(struct op_subject *s, json_object *obs, const char *invariant,
+    const char *entity, struct op_health *out);
+json_object *op_health_json(const struct op_health *h);
+int op_health_from_json(json_object *j, struct op_health *h); /* -1 when j has none */
+/* 1 with why when after is worse than before; 0 when not or cannot tell. */
+int op_health_worse(const struct op_health *before, const struct op_health *after, char *why,
+    size_t len);
+
 /* Nodes in an observation: the length of its "nodes" or "stores" list; 0 when
  * it has neither (the blast radius's denominator). */
 int64_t op_obs_nodes(json_object *obs);

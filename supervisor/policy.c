@@ -370,7 +370,9 @@ policy_record_outcome(json_object *t, json_object *a, int success)
 	char from[16];
 	int pinned;
 
-	if (od->safety.promote_after <= 0)
+	/* success < 0: "unproven" (healed, but not provably by this action):
+	 * neither a promotion's success nor a demotion's failure */
+	if (od->safety.promote_after <= 0 || success < 0)
 		return;
 	op_strlcpy(from, now_level, sizeof(from));
 	/* an operator's explicit level is never overridden by what was learned */

@@ -321,6 +321,55 @@ START_TEST(t_obs_nodes)
 }
 END_TEST
 
+/* ---- worse than before ---- */
+
+START_TEST(t_worse)
+{
+	struct op_health b = {1, 1, 1, OP_RD_VIOLATED, 10, 3}, a = b, u = {0};
+	char why[256];
+
+	ck_assert_int_eq(op_health_worse(&b, &a, why, sizeof(why)), 0); /* unchanged */
+	a.violated = 2;                                                 /* over_limit opened */
+	ck_assert_int_eq(op_health_worse(&b, &a, why, sizeof(why)), 1);
+	ck_assert_ptr_nonnull(strstr(why, "2 invariant"));
+	a.violated = 1;
+	a.value = 40;                                                   /* drift grew */
+	ck_assert_int_eq(op_health_worse(&b, &a, why, sizeof(why)), 1);
+	a.value = 10.5;                                                 /* noise */
+	ck_assert_int_eq(op_health_worse(&b, &a, why, sizeof(why)), 0);
+	a.value = 40;
+	a.state = OP_RD_HEALTHY;                                        /* healed */
+	ck_assert_int_eq(op_health_worse(&b, &a, why, sizeof(why)), 0);
+	/* store_down: value 0 below threshold 1; further means further below */
+	struct op_health sb = {1, 1, 1, OP_RD_VIOLATED, 0, 1}, sa = sb;
+	ck_assert_int_eq(op_health_worse(&sb, &sa, why, sizeof(why)), 0);
+	ck_assert_int_eq(op_health_worse(&u, &a, why, sizeof(why)), 0); /* unknown: no undo */
+	/* round trip through the action's result */
+	json_object *j = op_health_json(&b);
+	struct op_health r;
+	ck_assert_int_eq(op_health_from_json(j, &r), 0);
+	ck_assert(r.known && r.violated == 1 && r.have_figure && r.state == OP_RD_VIOLATED &&
+	    r.value == 10 && r.threshold == 3);
+	json_object_put(j);
+	ck_assert_int_eq(op_health_from_json(NULL, &r), -1);
+}
+END_TEST
+
+/* op_health_of counts the violated readings of a real check(). */
+START_TEST(t_health_of)
+{
+	json_object *obs = J("{\"complete\":true,\"redis\":{\"ok\":true},\"nodes\":["
+	    "{\"id\":\"n1\",\"url\":\"http://127.0.0.1:1\",\"reachable\":false,"
+	    "\"error\":\"refused\"}],\"keys\":[]}");
+	struct op_health h;
+
+	op_health_of(RL, obs, "node_down", "n1", &h);
+	ck_assert_int_eq(h.known, 1);
+	ck_assert_int_ge(h.violated, 1);
+	json_object_put(obs);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -337,6 +386,8 @@ main(void)
 	tcase_add_test(tc, t_rules_fit);
 	tcase_add_test(tc, t_exec_ctx);
 	tcase_add_test(tc, t_obs_nodes);
+	tcase_add_test(tc, t_worse);
+	tcase_add_test(tc, t_health_of);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
