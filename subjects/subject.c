@@ -584,6 +584,18 @@ op_plan_fits_kind(const char *subject, const char *invariant, const char *entity
 	return op_plan_fits(&fake, invariant, entity, evidence, action, params, why, len);
 }
 
+int
+op_action_can_heal(const char *subject, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params)
+{
+	char why[256];
+
+	/* within its remedies and on the ticket's entity: a risky parameter that
+	 * needed approval still counts */
+	return op_plan_fits_kind(subject, invariant, entity, evidence, action, params, why,
+	    sizeof(why)) != OP_FIT_NO;
+}
+
 /* ---- execution context ---- */
 
 static struct op_exec_ctx exec_ctx;

@@ -180,6 +180,13 @@ int op_plan_fits(const struct op_subject *subject, const char *invariant, const 
 int op_plan_fits_kind(const char *subject, const char *invariant, const char *entity,
     json_object *evidence, const char *action, json_object *params, char *why, size_t len);
 
+/* Whether the action could have healed the ticket (verification credit): it
+ * remedies the invariant and acts on the ticket's entity or one its evidence
+ * names. A verification whose action could not have caused the heal is
+ * "unproven", never "success". */
+int op_action_can_heal(const char *subject, const char *invariant, const char *entity,
+    json_object *evidence, const char *action, json_object *params);
+
 /* Execution context of the action running in this process (the executor
  * runs one at a time). Long actions call op_action_cancelled() at their
  * cancellation points (before each side effect, after each wait) and stop,

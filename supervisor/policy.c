@@ -752,6 +752,58 @@ policy_backoff_ms(int64_t attempt)
 	return (int64_t)d;
 }
 
+/* ---- honest credit ---- */
+
+/* Whether the value names the entity: the string itself, or any string in
+ * an object of parameters (key=K, store=S). */
+static int
+policy_names(json_object *v, const char *entity)
+{
+	if (v == NULL)
+		return 0;
+	if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, k, x)
+		{
+			(void)k;
+			if (policy_names(x, entity))
+				return 1;
+		}
+		return 0;
+	}
+	if (json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			if (policy_names(json_object_array_get_idx(v, i), entity))
+				return 1;
+		return 0;
+	}
+	return !strcmp(json_object_get_string(v), entity);
+}
+
+int
+policy_fault_undone_in(const char *subject, const char *entity, int64_t from_ms, int64_t to_ms,
+    char *why, size_t len)
+{
+	json_object *rows = ledger_rows(od->ledger, "SELECT id, fault, target, params, ended_at"
+	    " FROM faults WHERE subject=?1 AND ended_at IS NOT NULL AND ended_at>=?2 AND"
+	    " ended_at<=?3 ORDER BY id", "sii", subject, from_ms, to_ms);
+	int hit = 0;
+
+	why[0] = '\0';
+	for (size_t i = 0; rows && i < json_object_array_length(rows) && !hit; i++) {
+		json_object *f = json_object_array_get_idx(rows, i);
+		const char *target = op_json_str(f, "target", "");
+		if (!strcmp(target, entity) || policy_names(op_json_obj(f, "params"), entity) ||
+		    policy_names(op_json_obj(f, "undo"), entity)) {
+			snprintf(why, len, "fault %lld (%s on %s) was undone within the verification"
+			    " window", (long long)op_json_int(f, "id", 0), op_json_str(f, "fault", "?"),
+			    target[0] ? target : entity);
+			hit = 1;
+		}
+	}
+	json_object_put(rows);
+	return hit;
+}
+
 /* ---- status ---- */
 
 static void
