@@ -197,6 +197,10 @@ void policy_note_nodes(const char *subject, int64_t n);
 json_object *policy_blast_allowance(json_object *t, json_object *a);
 /* Every budget bucket: scope, capacity, remaining, period_s, refill_in_ms, full_in_ms. */
 json_object *policy_budgets(void);
+/* 1 with why when a chaos fault on this entity ended (its own undo ran)
+ * between from_ms and to_ms: a heal in that window is "unproven". */
+int policy_fault_undone_in(const char *subject, const char *entity, int64_t from_ms,
+    int64_t to_ms, char *why, size_t len);
 
 /* postmortem.c */
 json_object *postmortem_build(int64_t ticket_id);
