@@ -1,0 +1,679 @@
+/*
+ * HA end to end: a real etcd and two operatord instances ("a" and "b", each
+ * with its own runtime and state directories) watching the same real Redis
+ * and rlnodes. Drift is made directly in Redis (extra entries in a key's
+ * window), so no chaos worker is needed on either instance.
+ *
+ * Cases, in order, on one environment:
+ *   election     exactly one leader; both instances' status agree.
+ *   failover     SIGKILL of the leader and its workers right after
+ *                action_dispatched: the standby leads within lease_ttl + 2 s,
+ *                resumes the ticket, verifies and resolves it; the reset ran
+ *                exactly once.
+ *   stall        the leader's executor stalls with the action queued, then
+ *                the whole leader stalls (SIGSTOP) past its lease: the
+ *                standby takes over and fixes it; on SIGCONT the old leader's
+ *                executor is fenced (action_skipped, reason not_leader) and
+ *                the old leader rejoins as standby. One reset in all.
+ *   etcd_down    etcd stopped: no instance leads, a violation opens no
+ *                ticket anywhere; etcd back: a leader is elected and fixes it.
+ *   kill_switch  set on the standby, it stops the leader's next action;
+ *                cleared on the standby, the leader acts.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check_ha_util.h"
+#include "common/jsonutil.h"
+#include "common/util.h"
+#include "tests/harness.h"
+
+#define E_N 2
+#define E_TTL_S 3               /* [ha] lease_ttl */
+#define E_TAKEOVER_MS ((E_TTL_S + 2) * 1000) /* the standby leads within lease_ttl + 2 s */
+#define E_START_MS 60000        /* processes starting */
+#define E_LOOP_MS 90000         /* violation to a terminal ticket */
+#define E_DRIFT 25              /* entries added behind the nodes' back */
+#define E_SUBJECT "ratelimiter"
+
+struct e_inst {
+	char name[8];
+	char dir[200], run[220], state[220], conf[220], log[32];
+	pid_t pid;
+};
+
+struct e_env {
+	struct ha_t_etcd etcd;
+	struct e_inst in[E_N];
+	int setup_failed;
+};
+
+static struct e_env *EV;
+
+/* ------------------------------------------------------------ helpers */
+
+static const char *
+e_str(json_object *o, const char *k)
+{
+	return op_json_str(o, k, "");
+}
+
+/* Points the harness's opsend/optail at instance i. */
+static void
+e_use(int i)
+{
+	op_strlcpy(H->run, EV->in[i].run, sizeof(H->run));
+}
+
+static void
+e_dump(const char *why)
+{
+	fprintf(stderr, "---- %s\n", why);
+	for (int i = 0; i < E_N; i++) {
+		char path[300], cmd[400];
+		snprintf(path, sizeof(path), "%s/%s", H->dir, EV->in[i].log);
+		snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", path);
+		fprintf(stderr, "---- instance %s log:\n", EV->in[i].name);
+		if (system(cmd) != 0)
+			fprintf(stderr, "(no log)\n");
+	}
+}
+
+#define E_CHECK(cond, ...)                                                     \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			e_dump(#cond);                                         \
+			ck_abort_msg(__VA_ARGS__);                             \
+		}                                                              \
+	} while (0)
+
+static int
+e_write_conf(int i)
+{
+	struct e_inst *in = &EV->in[i];
+	FILE *f = fopen(in->conf, "w");
+
+	if (f == NULL)
+		return -1;
+	fprintf(f, "[operatord]\nruntime_dir = %s\nstate_dir = %s\nmode = execute\n"
+	    "verify_delay = %dms\nverify_settle = %dms\nverify_timeout = 40s\n"
+	    "poll_interval = 500ms\n\n", in->run, in->state, H_VERIFY_DELAY_MS, H_VERIFY_SETTLE_MS);
+	fprintf(f, "[subject.%s]\nredis = 127.0.0.1:%d\nnodes = ", E_SUBJECT, H->redis_port);
+	for (int k = 0; k < H_NNODES; k++)
+		fprintf(f, "%shttp://127.0.0.1:%d", k ? "," : "", H->node_port[k]);
+	fprintf(f, "\ndrift_tolerance = %d\n\n", H_DRIFT_TOL);
+	fprintf(f, "[ha]\netcd = %s\nname = %s\ncluster = e2e\nlease_ttl = %ds\n", EV->etcd.url,
+	    in->name, E_TTL_S);
+	return fclose(f);
+}
+
+static void
+e_spawn(int i)
+{
+	struct e_inst *in = &EV->in[i];
+	char *argv[] = {(char *)h_bin("operatord"), "--config", in->conf, NULL};
+
+	in->pid = h_spawn(argv, in->log);
+}
+
+static json_object *
+e_status(int i)
+{
+	e_use(i);
+	return h_status();
+}
+
+/* The instance's view of the subject: 1 leader, 0 standby, -1 no answer. */
+static int
+e_role(int i, char *leader, size_t leaderlen, int64_t *term)
+{
+	json_object *s = e_status(i);
+	json_object *sub = op_json_obj(op_json_obj(op_json_obj(s, "ha"), "subjects"), E_SUBJECT);
+	int role = -1;
+
+	if (sub != NULL) {
+		role = !strcmp(e_str(sub, "role"), "leader");
+		if (leader)
+			op_strlcpy(leader, e_str(sub, "leader"), leaderlen);
+		if (term)
+			*term = op_json_int(sub, "term", 0);
+	}
+	json_object_put(s);
+	return role;
+}
+
+static int
+e_ready(int i)
+{
+	json_object *s = e_status(i);
+	json_object *ws = op_json_arr(s, "workers");
+	int ok = ws != NULL && json_object_array_length(ws) == 5;
+
+	for (size_t k = 0; ok && k < json_object_array_length(ws); k++)
+		ok = !strcmp(e_str(json_object_array_get_idx(ws, k), "state"), "ready");
+	json_object_put(s);
+	return ok;
+}
+
+/* Exactly one leader and every instance that answers agrees on it and its
+ * term; returns the leader's index or -1. */
+static int
+e_agreed_leader(int need_all)
+{
+	int leader = -1, answered = 0;
+	char names[E_N][16];
+	int64_t terms[E_N];
+
+	for (int i = 0; i < E_N; i++) {
+		int r = e_role(i, names[i], sizeof(names[i]), &terms[i]);
+		if (r < 0) {
+			names[i][0] = '\0';
+			continue;
+		}
+		answered++;
+		if (r == 1) {
+			if (leader >= 0)
+				return -1;
+			leader = i;
+		}
+	}
+	if (leader < 0 || (need_all && answered < E_N))
+		return -1;
+	for (int i = 0; i < E_N; i++) {
+		if (names[i][0] == '\0')
+			continue;
+		if (strcmp(names[i], EV->in[leader].name) || terms[i] != terms[leader])
+			return -1;
+	}
+	return leader;
+}
+
+static int
+e_nobody_leads(void)
+{
+	for (int i = 0; i < E_N; i++)
+		if (e_role(i, NULL, 0, NULL) != 0)
+			return 0;
+	return 1;
+}
+
+/* Supervisor and its workers (the workers are in sessions of their own). */
+static int
+e_pids(int i, pid_t *out, int max)
+{
+	int n = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+
+	if (EV->in[i].pid <= 0)
+		return 0;
+	out[n++] = EV->in[i].pid;
+	while (d && (de = readdir(d)) != NULL && n < max) {
+		char path[300], buf[512];
+		int pid = atoi(de->d_name), ppid = 0;
+		if (pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[len] = '\0';
+		char *rp = strrchr(buf, ')');
+		if (rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == EV->in[i].pid)
+			out[n++] = pid;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void
+e_signal_all(int i, int sig)
+{
+	pid_t p[16];
+	int n = e_pids(i, p, 16);
+
+	for (int k = 0; k < n; k++)
+		kill(p[k], sig);
+	if (sig == SIGKILL) {
+		/* our child, or the fixture's (then its zombie is reaped there) */
+		waitpid(EV->in[i].pid, NULL, 0);
+		EV->in[i].pid = 0;
+	}
+}
+
+static pid_t
+e_worker_pid(int i, const char *name)
+{
+	json_object *s = e_status(i);
+	pid_t pid = (pid_t)op_json_int(h_worker(s, name), "pid", 0);
+
+	json_object_put(s);
+	return pid;
+}
+
+static int64_t
+e_resets(void)
+{
+	int64_t sum = 0;
+
+	for (int k = 0; k < H_NNODES; k++) {
+		struct h_resp r = h_http(H->node_port[k], "GET", "/health", NULL);
+		sum += op_json_int(r.json, "resets_total", 0);
+		h_resp_free(&r);
+	}
+	return sum;
+}
+
+/* Counter drift behind the nodes' back: entries in the key's window that no
+ * node allowed. The observer sees Redis count more than the nodes. */
+static void
+e_make_drift(const char *key)
+{
+	int64_t now = op_wall_ms();
+
+	for (int k = 0; k < E_DRIFT; k++) {
+		char *rep = h_redis("ZADD rl:%s %lld ha-drift-%lld-%d", key, (long long)now,
+		    (long long)now, k);
+		E_CHECK(rep != NULL, "ZADD into rl:%s failed", key);
+		free(rep);
+	}
+}
+
+static void
+e_prepare_key(const char *key)
+{
+	int ok;
+
+	E_CHECK(h_set_limit(0, key, 100000), "PUT /api/limits/%s failed", key);
+	H_WAIT(ok, E_START_MS, h_nodes_cover_window());
+	E_CHECK(ok, "rlnode uptime never covered the window");
+}
+
+static int64_t
+e_last_seq(int i)
+{
+	e_use(i);
+	return h_last_seq();
+}
+
+/* First event of type (for the ticket when > 0) after seq `after` on i. */
+static json_object *
+e_event(int i, const char *type, int64_t ticket, int64_t after)
+{
+	e_use(i);
+	if (!h_ev_refresh())
+		return NULL;
+	return h_ev_find(type, ticket, after);
+}
+
+static int64_t
+e_ticket(int i, const char *entity, int64_t after)
+{
+	e_use(i);
+	if (!h_ev_refresh())
+		return 0;
+	return h_ev_ticket("counter_drift", entity, after);
+}
+
+static json_object *
+e_terminal(int i, int64_t tid, int64_t after)
+{
+	e_use(i);
+	if (!h_ev_refresh())
+		return NULL;
+	return h_ev_terminal(tid, after);
+}
+
+static int
+e_wait_leader(int64_t ms)
+{
+	int ok, leader = -1;
+
+	H_WAIT(ok, ms, (leader = e_agreed_leader(1)) >= 0);
+	return ok ? leader : -1;
+}
+
+/* -------------------------------------------------------- environment */
+
+static void
+e_env_start(void)
+{
+	int ok;
+
+	memset(H, 0, sizeof(*H));
+	memset(EV, 0, sizeof(*EV));
+	snprintf(H->dir, sizeof(H->dir), "/tmp/check_ha_e2e.XXXXXX");
+	if (mkdtemp(H->dir) == NULL) {
+		EV->setup_failed = 1;
+		return;
+	}
+	H->redis_port = h_free_port();
+	h_start_redis();
+	H_WAIT(ok, E_START_MS, h_redis_ok());
+	if (!ok) {
+		fprintf(stderr, "e2e: redis-server did not answer\n");
+		EV->setup_failed = 1;
+		return;
+	}
+	for (int k = 0; k < H_NNODES; k++) {
+		H->node_port[k] = h_free_port();
+		h_start_node(k);
+	}
+	for (int k = 0; k < H_NNODES; k++) {
+		H_WAIT(ok, E_START_MS, h_node_healthy(k));
+		if (!ok) {
+			fprintf(stderr, "e2e: rlnode %d not healthy\n", k);
+			EV->setup_failed = 1;
+			return;
+		}
+	}
+	if (ha_t_etcd_start(&EV->etcd, 0) != 0) {
+		EV->setup_failed = 1;
+		return;
+	}
+	for (int i = 0; i < E_N; i++) {
+		struct e_inst *in = &EV->in[i];
+		snprintf(in->name, sizeof(in->name), "op-%c", 'a' + i);
+		snprintf(in->dir, sizeof(in->dir), "%s/%c", H->dir, 'a' + i);
+		char dir[200];
+		op_strlcpy(dir, in->dir, sizeof(dir));
+		snprintf(in->run, sizeof(in->run), "%s/run", dir);
+		snprintf(in->state, sizeof(in->state), "%s/state", dir);
+		snprintf(in->conf, sizeof(in->conf), "%s/op.conf", dir);
+		snprintf(in->log, sizeof(in->log), "%c.log", 'a' + i);
+		mkdir(in->dir, 0755);
+		if (e_write_conf(i) != 0) {
+			EV->setup_failed = 1;
+			return;
+		}
+		e_spawn(i);
+	}
+	for (int i = 0; i < E_N; i++) {
+		H_WAIT(ok, E_START_MS, e_ready(i));
+		if (!ok) {
+			fprintf(stderr, "e2e: instance %s not ready\n", EV->in[i].name);
+			e_dump("not ready");
+			EV->setup_failed = 1;
+			return;
+		}
+	}
+}
+
+static void
+e_env_stop(void)
+{
+	for (int i = 0; i < E_N; i++) {
+		if (EV->in[i].pid <= 0)
+			continue;
+		e_signal_all(i, SIGCONT);
+		kill(EV->in[i].pid, SIGTERM);
+		int64_t end = op_mono_ms() + 20000;
+		while (op_mono_ms() < end && waitpid(EV->in[i].pid, NULL, WNOHANG) == 0)
+			op_sleep_ms(50);
+		e_signal_all(i, SIGKILL);
+	}
+	ha_t_etcd_stop(&EV->etcd);
+	/* redis, nodes, loads, the directory */
+	h_env_stop();
+}
+
+static void
+e_begin(const char *name)
+{
+	ck_assert_msg(!EV->setup_failed, "the environment did not start (see stderr)");
+	h_test_begin(name);
+}
+
+/* --------------------------------------------------------------- tests */
+
+START_TEST(t_election)
+{
+	e_begin("election");
+	int leader = e_wait_leader(E_START_MS);
+	E_CHECK(leader >= 0, "no single leader that both instances agree on");
+	int other = 1 - leader;
+	char name[16];
+	int64_t term, term2;
+	E_CHECK(e_role(leader, name, sizeof(name), &term) == 1, "leader changed");
+	E_CHECK(e_role(other, name, sizeof(name), &term2) == 0, "the other is not a standby");
+	E_CHECK(!strcmp(name, EV->in[leader].name) && term == term2 && term > 0,
+	    "standby sees %s/%lld, leader says %s/%lld", name, (long long)term2,
+	    EV->in[leader].name, (long long)term);
+	json_object *ev = e_event(leader, "leader_elected", 0, 0);
+	E_CHECK(ev != NULL && !strcmp(e_str(ev, "subject"), E_SUBJECT) &&
+	    op_json_int(h_ev_data(ev), "term", 0) == term, "leader_elected event missing or wrong");
+	E_CHECK(e_event(other, "leader_elected", 0, 0) == NULL, "the standby says it was elected");
+	/* status carries the contract's shape */
+	json_object *s = e_status(other);
+	json_object *ha = op_json_obj(s, "ha");
+	E_CHECK(ha != NULL && !strcmp(e_str(ha, "name"), EV->in[other].name),
+	    "status.ha.name is not the instance name");
+	json_object_put(s);
+	h_test_end();
+}
+END_TEST
+
+START_TEST(t_failover)
+{
+	const char *K = "ha-fail-1";
+
+	e_begin("failover");
+	int L = e_wait_leader(E_START_MS), S;
+	E_CHECK(L >= 0, "no agreed leader");
+	S = 1 - L;
+	e_prepare_key(K);
+	int64_t r0 = e_resets();
+	int64_t sinceL = e_last_seq(L), sinceS = e_last_seq(S);
+	e_make_drift(K);
+	int ok;
+	int64_t tid = 0;
+	H_WAIT(ok, E_LOOP_MS, (tid = e_ticket(L, K, sinceL)) > 0 &&
+	    e_event(L, "action_dispatched", tid, sinceL) != NULL);
+	E_CHECK(ok, "the leader dispatched no action for %s", K);
+	json_object *disp = e_event(L, "action_dispatched", tid, sinceL);
+	E_CHECK(op_json_int(h_ev_data(disp), "term", 0) > 0, "action_dispatched has no term");
+	/* the leader's machine dies with its work in flight */
+	e_signal_all(L, SIGKILL);
+	int64_t killed = op_mono_ms();
+	H_WAIT(ok, E_TAKEOVER_MS, e_role(S, NULL, 0, NULL) == 1);
+	E_CHECK(ok, "the standby did not lead within lease_ttl + 2 s (%lld ms)",
+	    (long long)(op_mono_ms() - killed));
+	/* it resumes the ticket (never re-runs a reset that may have run) */
+	int64_t stid = 0;
+	H_WAIT(ok, E_LOOP_MS, (stid = e_ticket(S, K, sinceS)) > 0 &&
+	    e_terminal(S, stid, sinceS) != NULL);
+	E_CHECK(ok, "the new leader did not bring %s to a terminal state", K);
+	json_object *term = e_terminal(S, stid, sinceS);
+	E_CHECK(!strcmp(e_str(term, "type"), "ticket_resolved"), "ticket ended %s: %s",
+	    e_str(term, "type"), e_str(h_ev_data(term), "reason"));
+	E_CHECK(e_event(S, "verification", stid, sinceS) != NULL, "resolved without verification");
+	E_CHECK(e_resets() - r0 == 1, "the nodes performed %lld resets, want exactly 1",
+	    (long long)(e_resets() - r0));
+	/* the old leader comes back as a standby */
+	e_spawn(L);
+	H_WAIT(ok, E_START_MS, e_ready(L) && e_agreed_leader(1) == S);
+	E_CHECK(ok, "the restarted instance did not rejoin as a standby of %s", EV->in[S].name);
+	h_test_end();
+}
+END_TEST
+
+START_TEST(t_stall)
+{
+	const char *K = "ha-stall-1";
+
+	e_begin("stall");
+	int L = e_wait_leader(E_START_MS), S;
+	E_CHECK(L >= 0, "no agreed leader");
+	S = 1 - L;
+	e_prepare_key(K);
+	int64_t r0 = e_resets();
+	int64_t sinceL = e_last_seq(L), sinceS = e_last_seq(S);
+	/* the leader's executor stalls first, so the action waits in its queue */
+	pid_t ex = e_worker_pid(L, "executor");
+	E_CHECK(ex > 0, "no executor pid in status");
+	kill(ex, SIGSTOP);
+	e_make_drift(K);
+	int ok;
+	int64_t tid = 0;
+	H_WAIT(ok, E_LOOP_MS, (tid = e_ticket(L, K, sinceL)) > 0 &&
+	    e_event(L, "action_dispatched", tid, sinceL) != NULL);
+	E_CHECK(ok, "the leader dispatched no action for %s", K);
+	/* then the whole machine stalls, longer than the lease */
+	e_signal_all(L, SIGSTOP);
+	int64_t stopped = op_mono_ms();
+	H_WAIT(ok, E_TAKEOVER_MS, e_role(S, NULL, 0, NULL) == 1);
+	E_CHECK(ok, "the standby did not lead within lease_ttl + 2 s of the stall (%lld ms)",
+	    (long long)(op_mono_ms() - stopped));
+	int64_t stid = 0;
+	H_WAIT(ok, E_LOOP_MS, (stid = e_ticket(S, K, sinceS)) > 0 &&
+	    e_terminal(S, stid, sinceS) != NULL);
+	E_CHECK(ok, "the new leader did not bring %s to a terminal state", K);
+	E_CHECK(!strcmp(e_str(e_terminal(S, stid, sinceS), "type"), "ticket_resolved"),
+	    "the new leader did not resolve %s", K);
+	E_CHECK(e_resets() - r0 == 1, "%lld resets while the old leader stalled, want 1",
+	    (long long)(e_resets() - r0));
+	/* the old leader wakes with the action queued: fenced, never run */
+	e_signal_all(L, SIGCONT);
+	json_object *sk = NULL;
+	H_WAIT(ok, E_LOOP_MS, (sk = e_event(L, "action_skipped", tid, sinceL)) != NULL);
+	E_CHECK(ok, "the old leader's queued action was neither run nor skipped");
+	sk = e_event(L, "action_skipped", tid, sinceL);
+	E_CHECK(!strcmp(e_str(h_ev_data(sk), "reason"), "not_leader"),
+	    "action_skipped reason \"%s\", want not_leader", e_str(h_ev_data(sk), "reason"));
+	E_CHECK(e_event(L, "action_executed", tid, sinceL) == NULL, "the fenced leader acted");
+	E_CHECK(e_event(L, "leadership_lost", 0, sinceL) != NULL, "no leadership_lost event");
+	H_WAIT(ok, E_START_MS, e_agreed_leader(1) == S);
+	E_CHECK(ok, "the old leader did not rejoin as a standby");
+	E_CHECK(e_resets() - r0 == 1, "%lld resets after the old leader woke, want 1",
+	    (long long)(e_resets() - r0));
+	h_test_end();
+}
+END_TEST
+
+START_TEST(t_etcd_down)
+{
+	const char *K = "ha-etcd-1";
+
+	e_begin("etcd_down");
+	int L = e_wait_leader(E_START_MS);
+	E_CHECK(L >= 0, "no agreed leader");
+	e_prepare_key(K);
+	int64_t r0 = e_resets();
+	int64_t since[E_N];
+	for (int i = 0; i < E_N; i++)
+		since[i] = e_last_seq(i);
+	ha_t_etcd_signal(&EV->etcd, SIGSTOP);
+	int ok;
+	H_WAIT(ok, E_TAKEOVER_MS, e_nobody_leads());
+	E_CHECK(ok, "an instance still leads with etcd stopped");
+	json_object *lost = e_event(L, "leadership_lost", 0, since[L]);
+	E_CHECK(lost != NULL && strstr(e_str(h_ev_data(lost), "reason"), "not renewed") != NULL,
+	    "the leader's leadership_lost does not say why (%s)",
+	    lost ? e_str(h_ev_data(lost), "reason") : "no event");
+	/* a violation now: both observe it, nobody opens a ticket or acts */
+	e_make_drift(K);
+	H_WAIT(ok, E_LOOP_MS, e_event(0, "violation", 0, since[0]) != NULL &&
+	    e_event(1, "violation", 0, since[1]) != NULL);
+	E_CHECK(ok, "the standbys stopped observing");
+	for (int i = 0; i < E_N; i++) {
+		E_CHECK(e_ticket(i, K, since[i]) == 0, "%s opened a ticket without etcd",
+		    EV->in[i].name);
+		E_CHECK(e_event(i, "action_dispatched", 0, since[i]) == NULL, "%s acted without etcd",
+		    EV->in[i].name);
+	}
+	E_CHECK(e_resets() == r0, "a reset ran with etcd stopped");
+	/* etcd back: a leader again, and the work is done */
+	ha_t_etcd_signal(&EV->etcd, SIGCONT);
+	int nl = e_wait_leader(E_START_MS);
+	E_CHECK(nl >= 0, "no leader after etcd came back");
+	int64_t tid = 0;
+	H_WAIT(ok, E_LOOP_MS, (tid = e_ticket(nl, K, since[nl])) > 0 &&
+	    e_terminal(nl, tid, since[nl]) != NULL);
+	E_CHECK(ok, "the drift seen while etcd was down was never fixed");
+	E_CHECK(!strcmp(e_str(e_terminal(nl, tid, since[nl]), "type"), "ticket_resolved"),
+	    "not resolved");
+	E_CHECK(e_resets() - r0 == 1, "%lld resets, want 1", (long long)(e_resets() - r0));
+	h_test_end();
+}
+END_TEST
+
+START_TEST(t_kill_switch)
+{
+	const char *K = "ha-ks-1";
+	json_object *res = NULL;
+
+	e_begin("kill_switch");
+	int L = e_wait_leader(E_START_MS), S;
+	E_CHECK(L >= 0, "no agreed leader");
+	S = 1 - L;
+	e_prepare_key(K);
+	int64_t r0 = e_resets();
+	int64_t sinceL = e_last_seq(L);
+	e_use(S);
+	E_CHECK(h_opsend(&res, NULL, "kill-switch", "on", NULL) == 0, "kill-switch on failed");
+	json_object_put(res);
+	/* no wait for it to spread: the leader's next action must stop anyway */
+	e_make_drift(K);
+	int ok;
+	int64_t tid = 0;
+	H_WAIT(ok, E_LOOP_MS, (tid = e_ticket(L, K, sinceL)) > 0 &&
+	    e_event(L, "action_skipped", tid, sinceL) != NULL);
+	E_CHECK(ok, "the leader's action was not stopped");
+	json_object *sk = e_event(L, "action_skipped", tid, sinceL);
+	E_CHECK(strstr(e_str(h_ev_data(sk), "reason"), "kill switch") != NULL,
+	    "skipped for \"%s\", want the kill switch", e_str(h_ev_data(sk), "reason"));
+	E_CHECK(e_event(L, "action_executed", tid, sinceL) == NULL, "the leader acted");
+	json_object *st = e_status(L);
+	E_CHECK(op_json_bool(st, "kill_switch", 0), "the leader's status has no kill switch");
+	json_object_put(st);
+	E_CHECK(e_resets() == r0, "a reset ran under the kill switch");
+	/* off on the standby: the leader acts */
+	e_use(S);
+	E_CHECK(h_opsend(&res, NULL, "kill-switch", "off", NULL) == 0, "kill-switch off failed");
+	json_object_put(res);
+	H_WAIT(ok, E_LOOP_MS, e_terminal(L, tid, sinceL) != NULL);
+	E_CHECK(ok, "the ticket did not end after the kill switch went off");
+	E_CHECK(!strcmp(e_str(e_terminal(L, tid, sinceL), "type"), "ticket_resolved"),
+	    "not resolved after the kill switch went off");
+	E_CHECK(e_resets() - r0 == 1, "%lld resets, want 1", (long long)(e_resets() - r0));
+	h_test_end();
+}
+END_TEST
+
+int
+main(void)
+{
+	h_init();
+	EV = mmap(NULL, sizeof(*EV), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (EV == MAP_FAILED)
+		return EXIT_FAILURE;
+	memset(EV, 0, sizeof(*EV));
+	Suite *s = suite_create("ha_e2e");
+	TCase *tc = tcase_create("two_instances");
+	tcase_add_unchecked_fixture(tc, e_env_start, e_env_stop);
+	tcase_add_test(tc, t_election);
+	tcase_add_test(tc, t_failover);
+	tcase_add_test(tc, t_stall);
+	tcase_add_test(tc, t_etcd_down);
+	tcase_add_test(tc, t_kill_switch);
+	tcase_set_timeout(tc, 240);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
