@@ -94,7 +94,7 @@ struct dash {
 	int64_t cst_ms;           /* mono ms the chapter was entered */
 	int64_t enter_seq;        /* events after this one count for the wait */
 	int do_left, wait_done;
-	char target[64];          /* the fault target a do: reported */
+	char target[64];          /* the target the last do: reported ($target in a wait) */
 	char chap_note[200];
 	/* requests */
 	struct pending pend[OPDASH_MAX_PENDING];
@@ -265,7 +265,7 @@ chap_enter(struct dash *d, int i)
 	d->enter_seq = d->dm.last_seq;
 	d->do_left = 0;
 	d->wait_done = 0;
-	d->target[0] = '\0';
+	/* the target stays: a later chapter waits on what an earlier one injected */
 	d->chap_note[0] = '\0';
 	d->dirty = 1;
 	for (int k = 0; k < c->ndo; k++) {

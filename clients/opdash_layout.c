@@ -243,7 +243,7 @@ draw_status(struct lay_grid *g, const struct lay_view *v)
 	x += put_str(g, x, 0, g->w - x, " | kill switch ", LAY_DEFAULT, LAY_REVERSE);
 	x += put_str(g, x, 0, g->w - x, d->kill_switch ? "ON" : "off",
 	    d->kill_switch ? LAY_RED : LAY_DEFAULT, LAY_REVERSE | (d->kill_switch ? LAY_BOLD : 0));
-	snprintf(buf, sizeof(buf), " | workers %d/%d ready | open tickets %d | %s", d->workers_ready,
+	snprintf(buf, sizeof(buf), " | workers %d/%d | open tickets %d | %s", d->workers_ready,
 	    d->workers_total, d->tickets_open, d->budgets);
 	put_str(g, x, 0, g->w - x, buf, d->workers_ready < d->workers_total ? LAY_YELLOW : LAY_DEFAULT,
 	    LAY_REVERSE);
