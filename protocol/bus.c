@@ -94,6 +94,16 @@ bus_recv_fd(nng_socket s)
 }
 
 int
+bus_send_fd(nng_socket s)
+{
+	int fd;
+
+	if (nng_socket_get_int(s, NNG_OPT_SENDFD, &fd) != 0)
+		return -1;
+	return fd;
+}
+
+int
 bus_set_send_timeout(nng_socket s, int ms)
 {
 	return nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, ms);

@@ -23,6 +23,8 @@ int bus_send(nng_socket s, const struct op_msg *m, int nonblock);
 int bus_recv(nng_socket s, struct op_msg *m, int nonblock, char *err, size_t errlen);
 /* The fd that polls readable when a frame can be received. */
 int bus_recv_fd(nng_socket s);
+/* The fd that polls readable when a frame can be sent without blocking. */
+int bus_send_fd(nng_socket s);
 int bus_set_send_timeout(nng_socket s, int ms);
 
 #endif

@@ -21,6 +21,7 @@
 	X(OP_MSG_HELLO, "hello", "role,pid")                                           \
 	X(OP_MSG_SETTINGS, "settings", "mode,kill_switch")                             \
 	X(OP_MSG_WATCH, "watch", "fingerprints")                                        \
+	X(OP_MSG_CLOSED, "closed", "subject,invariant,entity")                          \
 	X(OP_MSG_VIOLATION, "violation", "subject,invariant,entity")                  \
 	X(OP_MSG_CLEARED, "cleared", "subject,invariant,entity")                      \
 	X(OP_MSG_OBSERVED, "observed", "subject,ok")                                  \

@@ -12,7 +12,21 @@
 
 struct ledger {
 	sqlite3 *db;
+	uint64_t errors;  /* statements that failed, ever: a transaction compares */
+	int refuse;       /* a BEGIN failed: no statement may run outside it */
 };
+
+uint64_t
+ledger_errors(struct ledger *l)
+{
+	return l->errors;
+}
+
+void
+ledger_refuse(struct ledger *l, int on)
+{
+	l->refuse = on;
+}
 
 /* Each entry moves the schema one version up; never edit a released one. */
 static const char *const ledger_migrations[] = {
@@ -87,6 +101,11 @@ static const char *const ledger_migrations[] = {
 	" level TEXT NOT NULL, successes INTEGER NOT NULL DEFAULT 0,"
 	" failures INTEGER NOT NULL DEFAULT 0, changed_at INTEGER, changed_by TEXT,"
 	" PRIMARY KEY(subject, action));",
+	/* 4: every in-flight state has a deadline, so a lost frame never strands
+	 * a ticket; a reopened ticket starts a new episode. */
+	"ALTER TABLE tickets ADD COLUMN deadline_at INTEGER;"
+	"ALTER TABLE tickets ADD COLUMN episode_at INTEGER;"
+	"CREATE INDEX tickets_deadline ON tickets(deadline_at) WHERE deadline_at IS NOT NULL;",
 };
 
 /* Columns holding JSON text; rows() parses them back. */
@@ -199,6 +218,7 @@ ledger_simple(struct ledger *l, const char *sql)
 	if (sqlite3_exec(l->db, sql, NULL, NULL, &emsg) != SQLITE_OK) {
 		log_err("%s: %s", sql, emsg ? emsg : "failed");
 		sqlite3_free(emsg);
+		l->errors++;
 		return -1;
 	}
 	return 0;
@@ -228,8 +248,15 @@ ledger_prepare(struct ledger *l, const char *sql, const char *binds, va_list ap)
 {
 	sqlite3_stmt *st;
 
+	if (l->refuse) {
+		/* Autocommit would make each statement of the input its own
+		 * transaction: half an input could be recorded. */
+		l->errors++;
+		return NULL;
+	}
 	if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		log_err("prepare \"%s\": %s", sql, sqlite3_errmsg(l->db));
+		l->errors++;
 		return NULL;
 	}
 	for (int i = 0; binds != NULL && binds[i] != '\0'; i++) {
@@ -259,6 +286,7 @@ ledger_prepare(struct ledger *l, const char *sql, const char *binds, va_list ap)
 		default:
 			log_err("bad bind type '%c' for \"%s\"", binds[i], sql);
 			sqlite3_finalize(st);
+			l->errors++;
 			return NULL;
 		}
 	}
@@ -272,6 +300,7 @@ ledger_step_done(struct ledger *l, sqlite3_stmt *st, const char *sql)
 
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		log_err("\"%s\": %s", sql, sqlite3_errmsg(l->db));
+		l->errors++;
 		return -1;
 	}
 	return 0;
@@ -323,8 +352,13 @@ ledger_scalar(struct ledger *l, int64_t def, const char *sql, const char *binds,
 	va_end(ap);
 	if (st == NULL)
 		return def;
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
 		v = sqlite3_column_int64(st, 0);
+	else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		log_err("\"%s\": %s", sql, sqlite3_errmsg(l->db));
+		l->errors++;
+	}
 	sqlite3_finalize(st);
 	return v;
 }
@@ -376,6 +410,7 @@ ledger_vrows(struct ledger *l, int max, const char *sql, const char *binds, va_l
 	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
 		/* A partial answer must not pass for the whole truth (recovery reads this). */
 		log_err("\"%s\": %s", sql, sqlite3_errmsg(l->db));
+		l->errors++;
 		sqlite3_finalize(st);
 		json_object_put(arr);
 		return NULL;

@@ -15,6 +15,10 @@ int ledger_open(struct ledger **l, const char *path, char *err, size_t errlen);
 void ledger_close(struct ledger *l);
 int ledger_schema_version(struct ledger *l);
 
+/* Failed statements so far (reads too): an input whose count moved is rolled back. */
+uint64_t ledger_errors(struct ledger *l);
+/* While on, every statement fails (a BEGIN failed: nothing may autocommit). */
+void ledger_refuse(struct ledger *l, int on);
 int ledger_begin(struct ledger *l);
 int ledger_commit(struct ledger *l);
 void ledger_rollback(struct ledger *l);
@@ -27,7 +31,8 @@ int ledger_exec(struct ledger *l, const char *sql, const char *binds, ...);
 int64_t ledger_insert(struct ledger *l, const char *sql, const char *binds, ...);
 /* First column of the first row as int64, or def when there is no row. */
 int64_t ledger_scalar(struct ledger *l, int64_t def, const char *sql, const char *binds, ...);
-/* Rows as a JSON array of objects keyed by column name. Columns whose name
+/* Rows as a JSON array of objects keyed by column name; on a read error an
+ * empty array, and ledger_errors() moves, so the input is rolled back. Columns whose name
  * ends in a JSON field name (see ledger.c) are parsed back into JSON. */
 json_object *ledger_rows(struct ledger *l, const char *sql, const char *binds, ...);
 /* First row or NULL. */

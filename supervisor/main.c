@@ -14,8 +14,10 @@
 
 #include "common/http.h"
 #include "common/log.h"
+#include "common/proctitle.h"
 #include "common/util.h"
 #include "subjects/subject.h"
+#include "supervisor/alerts.h"
 #include "supervisor/metrics.h"
 #include "supervisor/od.h"
 #include "workers/worker.h"
@@ -24,18 +26,20 @@
 #define OD_DEFAULT_RUNTIME "/run/operatord"
 #define OD_DEFAULT_STATE "/var/lib/operatord"
 
-struct od *od;
-
 
 static void
-usage(void)
+usage(FILE *f, int code)
 {
-	fprintf(stderr,
+	fprintf(f,
 	    "usage: operatord [--config FILE] [--check-config] [--verbose]\n"
+	    "       operatord --help | --version\n"
 	    "  --config FILE    configuration (default " OD_DEFAULT_CONFIG ")\n"
 	    "  --check-config   validate the configuration and exit 0, or print what is wrong and exit 1\n"
-	    "  --verbose        debug logging\n");
-	exit(2);
+	    "  --verbose        debug logging\n"
+	    "  --help           this text\n"
+	    "  --version        print the version and exit\n"
+	    "See operatord(8) and operatord.conf(5).\n");
+	exit(code);
 }
 
 /* Validates everything a worker will read too, so --check-config and start-up
@@ -47,7 +51,7 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 
 	for (size_t i = 0; i < op_config_section_count(cfg); i++) {
 		const char *sec = op_config_section_name(cfg, i);
-		if (strcmp(sec, "operatord") && strcmp(sec, "chaos") && strcmp(sec, "diagnoser") && strcmp(sec, "safety") &&
+		if (strcmp(sec, "operatord") && strcmp(sec, "chaos") && strcmp(sec, "diagnoser") && strcmp(sec, "safety") && strcmp(sec, "alerts") &&
 		    strncmp(sec, "subject.", 8)) {
 			snprintf(err, errlen, "unknown section [%s]", sec);
 			return -1;
@@ -77,8 +81,16 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 	    op_config_duration(cfg, "operatord", "verify_settle", OD_VERIFY_SETTLE_MS,
 		&od->verify_settle_ms, err, errlen) != 0 ||
 	    op_config_duration(cfg, "operatord", "verify_timeout", OD_VERIFY_TIMEOUT_MS,
-		&od->verify_timeout_ms, err, errlen) != 0)
+		&od->verify_timeout_ms, err, errlen) != 0 ||
+	    op_config_duration(cfg, "operatord", "diagnose_deadline", OD_DIAGNOSE_DEADLINE_MS,
+		&od->diagnose_deadline_ms, err, errlen) != 0 ||
+	    op_config_duration(cfg, "operatord", "act_deadline", OD_ACT_DEADLINE_MS,
+		&od->act_deadline_ms, err, errlen) != 0)
 		return -1;
+	if (od->diagnose_deadline_ms <= 0 || od->act_deadline_ms <= 0) {
+		snprintf(err, errlen, "[operatord] diagnose_deadline and act_deadline must be positive");
+		return -1;
+	}
 	v = op_config_get(cfg, "operatord", "metrics_listen");
 	if (v != NULL && *v != '\0') {
 		char host[256];
@@ -105,6 +117,8 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 	if (op_config_bool(cfg, "chaos", "enabled", 0, &od->chaos_enabled, err, errlen) != 0)
 		return -1;
 	if (policy_load(cfg, &od->safety, err, errlen) != 0)
+		return -1;
+	if (alerts_check_config(cfg, err, errlen) != 0)
 		return -1;
 	/* Subjects and workers validate their own sections. */
 	struct op_subjects subjects;
@@ -242,6 +256,7 @@ od_cleanup(void)
 
 	control_close();
 	metrics_close();
+	alerts_close();
 	for (int i = 0; i < OD_NWORKERS; i++) {
 		struct od_worker *w = &od->w[i];
 		if (w->recv_ev)
@@ -284,6 +299,7 @@ main(int argc, char **argv)
 		{"worker", required_argument, NULL, 'W'},
 		{"runtime-dir", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *config = OD_DEFAULT_CONFIG, *worker = NULL, *rtdir = NULL;
@@ -291,6 +307,8 @@ main(int argc, char **argv)
 	char err[512], path[PATH_MAX + 16];
 	static struct od od_storage;
 
+	/* argv's memory may later hold a worker's title: move the strings first. */
+	op_proctitle_init(argc, argv);
 	/* curl's global init must run before nng starts any thread. */
 	op_http_global_init();
 	while ((ch = getopt_long(argc, argv, "c:Cvh", opts, NULL)) != -1) {
@@ -300,13 +318,20 @@ main(int argc, char **argv)
 		case 'v': verbose = 1; break;
 		case 'W': worker = optarg; break;
 		case 'R': rtdir = optarg; break;
-		default: usage();
+		case 'h': usage(stdout, 0); break;
+		case 'V': printf("operatord %s\n", OP_VERSION); return 0;
+		default: usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		usage();
-	if (worker != NULL)
+		usage(stderr, 2);
+	if (worker != NULL) {
+		/* "operatord: ROLE" alone in ps; "od: ROLE" in top (15-byte comm). */
+		char comm[16];
+		snprintf(comm, sizeof(comm), "od: %s", worker);
+		op_proctitle_set(argv[0], comm);
 		return worker_main(worker, config, rtdir, verbose);
+	}
 
 	log_init("operatord", verbose);
 	od = &od_storage;
@@ -342,6 +367,8 @@ main(int argc, char **argv)
 	if (control_open(err, sizeof(err)) != 0)
 		fatal("control: %s", err);
 	if (metrics_open(op_config_get(od->cfg, "operatord", "metrics_listen"), err, sizeof(err)) != 0)
+		fatal("%s", err);
+	if (alerts_open(od->cfg, err, sizeof(err)) != 0)
 		fatal("%s", err);
 	static const int sigs[] = {SIGTERM, SIGINT, SIGCHLD, SIGHUP};
 	for (size_t i = 0; i < OP_ARRAY_LEN(sigs); i++) {

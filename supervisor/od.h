@@ -4,6 +4,7 @@
 
 #include <event2/event.h>
 #include <event2/event_struct.h> /* the timer is embedded: nothing to free at exit */
+#include <event2/listener.h>
 #include <json-c/json.h>
 #include <limits.h>
 #include <nng/nng.h>
@@ -13,6 +14,7 @@
 #include "protocol/msg.h"
 #include "supervisor/ledger.h"
 #include "supervisor/restart.h"
+#include "supervisor/ticket.h"
 
 #define OD_READY_TIMEOUT_MS 10000  /* a worker not ready by then is killed */
 #define OD_SHUTDOWN_MS 5000        /* per worker, SIGTERM to SIGKILL */
@@ -33,9 +35,15 @@
 #define OD_MAX_ATTEMPTS 3          /* remediation attempts per ticket */
 #define OD_CTL_ASYNC_TIMEOUT_MS 15000 /* chaos/observe forwarded to a worker */
 #define OD_CTL_MAX_CLIENTS 64      /* control and event connections at once */
+#define OD_EV_PAGE_ROWS 1000       /* events per backfill page by default ... */
+#define OD_EV_PAGE_ROWS_MAX 10000  /* ... and at most; bytes are bounded too (events.c) */
 #define OD_SUB_MAX_BUF (4u << 20)  /* bytes queued to a slow optail before dropping */
 #define OD_WORKER_SENDBUF 1024     /* frames queued per worker channel */
+#define OD_WORKER_BACKLOG_MAX 65536 /* frames held beyond that before a worker counts as hung */
 #define OD_PLAN_MAX_STEPS 16       /* steps kept from one diagnosis or one workflow */
+#define OD_DIAGNOSE_DEADLINE_MS (5 * 60 * 1000) /* default diagnose_deadline: diagnosing at most */
+#define OD_ACT_DEADLINE_MS (10 * 60 * 1000) /* default act_deadline: an action in the executor */
+#define OD_VERIFY_DEADLINE_SLACK_MS 30000 /* beyond the verifier's own timeout */
 
 enum od_role { OD_OBSERVER, OD_DIAGNOSER, OD_EXECUTOR, OD_VERIFIER, OD_CHAOS, OD_NWORKERS };
 
@@ -54,6 +62,10 @@ struct od_worker {
 	struct event *recv_ev;
 	char url[PATH_MAX];
 	int64_t started_mono, ready_mono;
+	int64_t last_frame_mono; /* anything received: a step deadline tells hung from busy */
+	struct od_backlog *backlog, **backlog_tail; /* frames nng could not take yet */
+	size_t nbacklog;
+	struct event *send_ev; /* the channel can take more: flush the backlog */
 	struct od_restart rs;
 	int restarts;
 	int reloading;        /* stopped on purpose: restart at once, not a crash */
@@ -61,6 +73,12 @@ struct od_worker {
 };
 
 struct ctl_client;
+
+/* A frame for a busy worker, held in order until its channel drains. */
+struct od_backlog {
+	struct op_msg msg;
+	struct od_backlog *next;
+};
 
 /* A control request forwarded to a worker, waiting for its answer. */
 struct od_ctl_pending {
@@ -113,6 +131,7 @@ struct od {
 	gid_t ctl_gid;        /* group allowed to mutate, (gid_t)-1 for none */
 	struct event *sig_ev[4];
 	int64_t verify_delay_ms, verify_settle_ms, verify_timeout_ms;
+	int64_t diagnose_deadline_ms, act_deadline_ms; /* in-flight states (ticket.deadline_at) */
 	int chaos_enabled;
 	char mode[16];
 	int kill_switch;
@@ -143,33 +162,59 @@ void proc_reap(void);
 void proc_stop_next(void);
 struct od_worker *proc_by_name(const char *name);
 int proc_send(struct od_worker *w, struct op_msg *m);
+size_t proc_backlog(const struct od_worker *w);
 int proc_all_ready(void);
 json_object *proc_workers_json(void);
 void proc_restart_worker(struct od_worker *w);
+void proc_fail_worker(struct od_worker *w);
 
-/* dispatch.c */
+/* dispatch.c: frames from the workers, and their lifecycle */
+int dispatch_may_send(enum od_role role, enum op_msg_type type);
 void dispatch_worker_msg(struct od_worker *w, struct op_msg *m);
 void dispatch_worker_ready(struct od_worker *w);
 void dispatch_worker_died(struct od_worker *w);
 void dispatch_recover(void);
-void dispatch_settings_changed(void);
-json_object *dispatch_settings_body(void);
-int dispatch_approve(int64_t action_id, const char *who, char *err, size_t errlen);
-int dispatch_reject(int64_t action_id, const char *who, const char *reason, char *err,
+void dispatch_undeliverable(enum od_role role, const struct op_msg *m);
+
+/* acting.c: the acting-safely engine and its timer (struct ticket/action: ticket.h) */
+struct op_action_def;
+void acting_send_diagnose(const struct ticket *t);
+void acting_start_diagnosis(struct ticket *t);
+void acting_escalate(struct ticket *t, const char *reason);
+void acting_close(struct ticket *t, enum tk_status status, const char *type, json_object *data);
+const struct op_action_def *acting_step_validate(const char *subject, const char *name,
+    json_object *p, char *err, size_t errlen);
+int acting_plan(struct ticket *t, json_object *recs, const char *requested_by,
+    int64_t not_before, json_object *planned_ids);
+const char *acting_blocked(const struct ticket *t);
+int acting_go(struct ticket *t, struct action *a, const char *level);
+void acting_advance(struct ticket *t);
+void acting_send_verify(struct ticket *t, const struct action *a, int64_t from_ms, int resumed);
+void acting_verify(struct ticket *t, const struct action *a);
+void acting_step_failed(struct ticket *t, struct action *a, const char *why);
+int acting_retry(struct ticket *t, struct action *a, const char *why);
+void acting_resume_pending(void);
+json_object *acting_settings_body(void);
+void acting_settings_changed(void);
+const char *acting_expiry_outcome(const struct action *a);
+void acting_tick_start(void);
+
+/* operator.c: the operator verbs */
+int operator_approve(int64_t action_id, const char *who, char *err, size_t errlen);
+int operator_reject(int64_t action_id, const char *who, const char *reason, char *err,
     size_t errlen);
-int dispatch_hold(int64_t ticket_id, int hold, const char *who, char *err, size_t errlen);
-int dispatch_ack(int64_t ticket_id, const char *who, char *err, size_t errlen);
-int dispatch_resolve(int64_t ticket_id, const char *who, const char *reason, char *err,
+int operator_hold(int64_t ticket_id, int hold, const char *who, char *err, size_t errlen);
+int operator_ack(int64_t ticket_id, const char *who, char *err, size_t errlen);
+int operator_resolve(int64_t ticket_id, const char *who, const char *reason, char *err,
     size_t errlen);
 /* Operator-submitted chain of actions (a workflow; one step is a plain action),
  * optionally not before not_before (0: now). steps = [{action, params}]. */
-int dispatch_submit(int64_t ticket_id, json_object *steps, int64_t not_before, const char *who,
+int operator_submit(int64_t ticket_id, json_object *steps, int64_t not_before, const char *who,
     char *err, size_t errlen);
-int dispatch_set_level(const char *subject, const char *action, const char *level,
-    const char *who, char *err, size_t errlen);
-void dispatch_tick_start(void);
 
 /* policy.c: the [safety] section, levels, budgets, blast radius, backoff. */
+int operator_set_level(const char *subject, const char *action, const char *level,
+    const char *who, char *err, size_t errlen);
 int policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t errlen);
 void policy_free(struct od_safety *s);
 const char *policy_level(const char *subject, const char *action);
@@ -218,8 +263,22 @@ uint64_t od_new_id(void);
 int control_open(char *err, size_t errlen);
 void control_close(void);
 void control_worker_reply(struct od_worker *w, struct op_msg *m);
-void control_publish(const struct op_msg *ev);
 void control_stop_accepting(void);
+/* Resolves who may change things (control_group) once: at start and reload. */
+void control_load_acl(void);
+/* Binds RUNTIME/name with the control socket's permissions and listens. */
+struct evconnlistener *control_listen_unix(const char *name, evconnlistener_cb cb, char *err,
+    size_t errlen);
+
+/* events.c: the event stream (events.sock) and the ledger's event pages */
+int events_open(char *err, size_t errlen);
+void events_stop_accepting(void);
+void events_close(void);
+void events_publish(const struct op_msg *ev);
+/* Events after seq since: at most limit rows and max_bytes encoded (0: as
+ * much as one reply frame holds; the first row always). NULL with err set. */
+json_object *events_page(int64_t since, int64_t limit, int64_t max_bytes, char *err,
+    size_t errlen);
 
 /* notify.c */
 void notify_systemd(const char *state);

@@ -10,6 +10,7 @@
 #include "supervisor/od.h"
 
 static int outbox_in_txn;
+static uint64_t outbox_errors_at_begin; /* ledger_errors() when the input began */
 
 uint64_t
 od_new_id(void)
@@ -39,9 +40,14 @@ outbox_push(int target, struct op_msg *m)
 static void
 outbox_txn(void)
 {
-	if (!outbox_in_txn) {
-		if (ledger_begin(od->ledger) == 0)
-			outbox_in_txn = 1;
+	if (outbox_in_txn)
+		return;
+	outbox_in_txn = 1;
+	outbox_errors_at_begin = ledger_errors(od->ledger);
+	if (ledger_begin(od->ledger) != 0) {
+		/* Nothing of this input may be written or sent: every statement
+		 * fails until the commit, which then sends nothing. */
+		ledger_refuse(od->ledger, 1);
 	}
 }
 
@@ -106,6 +112,13 @@ outbox_commit(void)
 	int rc = 0;
 
 	if (outbox_in_txn) {
+		if (ledger_errors(od->ledger) != outbox_errors_at_begin) {
+			/* One input, one transaction: a failed statement (or BEGIN)
+			 * takes the whole input back, and nothing of it goes out. */
+			log_err("a ledger statement failed: input rolled back, nothing sent");
+			outbox_abort();
+			return -1;
+		}
 		outbox_in_txn = 0;
 		if (ledger_commit(od->ledger) != 0) {
 			/* Nothing was recorded, so nothing may go out. */
@@ -114,22 +127,30 @@ outbox_commit(void)
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < od->nout; i++) {
-		struct od_outbox_item *it = &od->outbox[i];
+	/* The items are taken out first: failing a step opens a transaction of
+	 * its own, whose commit reuses the outbox. */
+	size_t n = od->nout;
+	struct od_outbox_item *items = od->outbox;
+	od->outbox = NULL;
+	od->nout = od->capout = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct od_outbox_item *it = &items[i];
 		if (it->target < 0) {
-			control_publish(&it->msg);
-		} else {
-			proc_send(&od->w[it->target], &it->msg);
+			events_publish(&it->msg);
+		} else if (proc_send(&od->w[it->target], &it->msg) == -2) {
+			dispatch_undeliverable((enum od_role)it->target, &it->msg);
+			rc = -1;
 		}
 		op_msg_clear(&it->msg);
 	}
-	od->nout = 0;
+	free(items);
 	return rc;
 }
 
 void
 outbox_abort(void)
 {
+	ledger_refuse(od->ledger, 0);
 	if (outbox_in_txn) {
 		outbox_in_txn = 0;
 		ledger_rollback(od->ledger);

@@ -26,6 +26,7 @@ static const enum od_role proc_stop_order[OD_NWORKERS] = {
 static void proc_on_frame(evutil_socket_t fd, short ev, void *arg);
 static void proc_on_lifeline(evutil_socket_t fd, short ev, void *arg);
 static void proc_on_timer(evutil_socket_t fd, short ev, void *arg);
+static void proc_backlog_clear(struct od_worker *w);
 
 static int
 proc_open_channel(struct od_worker *w)
@@ -56,6 +57,11 @@ proc_reopen_channel(struct od_worker *w)
 	char path[PATH_MAX];
 
 	log_warn("%s never became ready; re-creating its channel", w->name);
+	proc_backlog_clear(w);
+	if (w->send_ev != NULL) {
+		event_free(w->send_ev);
+		w->send_ev = NULL;
+	}
 	event_free(w->recv_ev);
 	w->recv_ev = NULL;
 	nng_close(w->sock);
@@ -100,6 +106,9 @@ proc_arm(struct od_worker *w, int64_t ms)
 	evtimer_add(w->timer, &tv);
 }
 
+static char proc_self_exe[PATH_MAX]; /* this binary, for the workers' exec */
+static int proc_self_exe_done;
+
 int
 proc_spawn(struct od_worker *w)
 {
@@ -112,6 +121,12 @@ proc_spawn(struct od_worker *w)
 		w->state = OD_W_BACKOFF;
 		proc_arm(w, OD_RESTART_MIN_MS);
 		return -1;
+	}
+	/* Resolved once, before the first fork (readlink is not for the child). */
+	if (!proc_self_exe_done) {
+		ssize_t n = readlink("/proc/self/exe", proc_self_exe, sizeof(proc_self_exe) - 1);
+		proc_self_exe[n > 0 ? n : 0] = '\0';
+		proc_self_exe_done = 1;
 	}
 	snprintf(title, sizeof(title), "operatord: %s", w->name);
 	char *const argv[] = {title, "--worker", (char *)w->name, "--config", od->config_path,
@@ -132,6 +147,10 @@ proc_spawn(struct od_worker *w)
 			_exit(127);
 		close_range(4, ~0U, 0);
 		setsid();
+		/* The real path, so comm is "operatord" (not "exe") and valgrind
+		 * --trace-children follows; /proc/self/exe if it is gone. */
+		if (proc_self_exe[0])
+			execv(proc_self_exe, argv);
 		execv("/proc/self/exe", argv);
 		_exit(127);
 	}
@@ -173,13 +192,14 @@ proc_mark_ready(struct od_worker *w)
 		return;
 	w->state = OD_W_READY;
 	w->ready_mono = op_mono_ms();
+	w->last_frame_mono = w->ready_mono;
 	evtimer_del(w->timer);
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "worker", json_object_new_string(w->name));
 	json_object_object_add(d, "pid", json_object_new_int(w->pid));
 	json_object_object_add(d, "restarts", json_object_new_int(w->restarts));
 	outbox_event("worker_started", 0, NULL, w->name, NULL, d);
-	outbox_send(w->role, OP_MSG_SETTINGS, od_new_id(), dispatch_settings_body());
+	outbox_send(w->role, OP_MSG_SETTINGS, od_new_id(), acting_settings_body());
 	dispatch_worker_ready(w);
 	outbox_commit();
 	if (!od->notified_ready && proc_all_ready()) {
@@ -202,6 +222,7 @@ proc_on_frame(evutil_socket_t fd, short ev, void *arg)
 	while ((rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0) {
 		if (rc == -2)
 			return;
+		w->last_frame_mono = op_mono_ms();
 		if (rc < 0) {
 			/* A worker that speaks garbage is broken: restart it. */
 			log_warn("%s sent a bad frame (%s); restarting it", w->name, err);
@@ -219,6 +240,107 @@ proc_on_frame(evutil_socket_t fd, short ev, void *arg)
 	}
 }
 
+static void
+proc_backlog_clear(struct od_worker *w)
+{
+	while (w->backlog != NULL) {
+		struct od_backlog *b = w->backlog;
+		w->backlog = b->next;
+		op_msg_clear(&b->msg);
+		free(b);
+	}
+	w->backlog_tail = &w->backlog;
+	w->nbacklog = 0;
+	if (w->send_ev != NULL)
+		event_del(w->send_ev);
+}
+
+static void
+proc_on_writable(evutil_socket_t fd, short ev, void *arg)
+{
+	struct od_worker *w = arg;
+
+	(void)fd;
+	(void)ev;
+	while (w->backlog != NULL) {
+		int rv = bus_send(w->sock, &w->backlog->msg, 1);
+		if (rv == NNG_EAGAIN)
+			return; /* still full: the next wakeup continues */
+		if (rv != 0)
+			log_err("%s: %s frame not sent: %s", w->name,
+			    op_msg_type_name(w->backlog->msg.type), nng_strerror(rv));
+		struct od_backlog *b = w->backlog;
+		w->backlog = b->next;
+		op_msg_clear(&b->msg);
+		free(b);
+		w->nbacklog--;
+	}
+	w->backlog_tail = &w->backlog;
+	event_del(w->send_ev);
+}
+
+/* Holds a frame the channel cannot take yet. A busy worker (the executor in
+ * a 25 s election wait) is not killed for being busy: its frames wait here,
+ * settings coalesce to the newest, and only a backlog that keeps growing
+ * past OD_WORKER_BACKLOG_MAX counts as a hung worker. Takes m's body. */
+static int
+proc_backlog_add(struct od_worker *w, struct op_msg *m)
+{
+	if (m->type == OP_MSG_SETTINGS) {
+		/* Settings are a whole state, not a change: only the newest matters. */
+		for (struct od_backlog **pp = &w->backlog; *pp != NULL;) {
+			struct od_backlog *b = *pp;
+			if (b->msg.type != OP_MSG_SETTINGS) {
+				pp = &b->next;
+				continue;
+			}
+			*pp = b->next;
+			if (w->backlog_tail == &b->next)
+				w->backlog_tail = pp;
+			op_msg_clear(&b->msg);
+			free(b);
+			w->nbacklog--;
+		}
+	}
+	if (w->nbacklog >= OD_WORKER_BACKLOG_MAX) {
+		log_warn("%s has not taken a frame while %zu waited; restarting it (its work is"
+		    " resent from the ledger)", w->name, w->nbacklog);
+		proc_backlog_clear(w);
+		proc_restart_worker(w);
+		return -1;
+	}
+	struct od_backlog *b = calloc(1, sizeof(*b));
+	if (b == NULL) {
+		log_err("%s: out of memory; restarting it", w->name);
+		proc_restart_worker(w);
+		return -1;
+	}
+	b->msg = *m;
+	m->body = NULL;
+	if (w->backlog_tail == NULL)
+		w->backlog_tail = &w->backlog;
+	*w->backlog_tail = b;
+	w->backlog_tail = &b->next;
+	w->nbacklog++;
+	if (w->send_ev == NULL) {
+		int fd = bus_send_fd(w->sock);
+		if (fd >= 0)
+			w->send_ev = event_new(od->base, fd, EV_READ | EV_PERSIST, proc_on_writable, w);
+	}
+	if (w->send_ev != NULL)
+		event_add(w->send_ev, NULL);
+	return 0;
+}
+
+size_t
+proc_backlog(const struct od_worker *w)
+{
+	return w->nbacklog;
+}
+
+/* Returns 0 when sent or held, -1 when the worker is not there (its work is
+ * resumed from the ledger when it is ready), -2 when the frame can never be
+ * sent (too large). */
 int
 proc_send(struct od_worker *w, struct op_msg *m)
 {
@@ -226,18 +348,21 @@ proc_send(struct od_worker *w, struct op_msg *m)
 
 	if (w->state != OD_W_READY)
 		return -1; /* resumed from the ledger when it is ready again */
+	if (w->backlog != NULL)
+		return proc_backlog_add(w, m); /* keep the order */
 	rv = bus_send(w->sock, m, 1);
 	if (rv == NNG_EMSGSIZE) {
 		/* Not the worker's fault: killing it would resend the same frame forever. */
 		log_err("%s: %s frame exceeds %u bytes; not sent", w->name,
 		    op_msg_type_name(m->type), OP_MSG_MAX);
-		return -1;
+		return -2;
 	}
+	if (rv == NNG_EAGAIN)
+		return proc_backlog_add(w, m);
 	if (rv != 0) {
-		log_warn("%s: cannot queue %s frame (%s); restarting it", w->name,
+		log_warn("%s: cannot send %s frame (%s); restarting it", w->name,
 		    op_msg_type_name(m->type), nng_strerror(rv));
-		if (w->pid > 0)
-			kill(w->pid, SIGKILL);
+		proc_restart_worker(w);
 		return -1;
 	}
 	return 0;
@@ -284,6 +409,7 @@ proc_exited(struct od_worker *w, int status)
 		w->lifeline = -1;
 	}
 	evtimer_del(w->timer);
+	proc_backlog_clear(w); /* what it never took is resent from the ledger when it is back */
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "worker", json_object_new_string(w->name));
 	json_object_object_add(d, "pid", json_object_new_int(w->pid));
@@ -391,6 +517,15 @@ proc_stop_next(void)
 		od->stop_index++;
 	}
 	event_base_loopexit(od->base, NULL);
+}
+
+/* A worker that broke the protocol is a bug in us: killed, and the restart
+ * counts toward the intensity limit like any crash. */
+void
+proc_fail_worker(struct od_worker *w)
+{
+	if (w->pid > 0)
+		kill(w->pid, SIGKILL);
 }
 
 void

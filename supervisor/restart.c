@@ -8,6 +8,15 @@ od_restart_on_exit(struct od_restart *r, int64_t now_ms, int64_t ready_ms, int c
 	if (ready_ms >= OD_RESTART_RESET_MS)
 		r->backoff_ms = 0;
 	r->total++;
+	/* A worker that dies before it is ready backs off doubling, so it would
+	 * never reach the intensity limit and would loop for ever while the
+	 * daemon looks alive: like systemd's StartLimitBurst, a run of failed
+	 * starts gives up whatever their spacing. */
+	r->failed_starts = ready_ms > 0 ? 0 : r->failed_starts + 1;
+	if (counts && r->failed_starts > OD_START_BURST) {
+		d.give_up = 1;
+		return d;
+	}
 	if (counts) {
 		/* Keep only the restarts inside the period, then add this one. */
 		int k = 0;

@@ -11,12 +11,14 @@
 #define OD_RESTART_RESET_MS 10000   /* ready this long: forget the backoff */
 #define OD_INTENSITY 5              /* restarts of one worker allowed ... */
 #define OD_PERIOD_MS 30000          /* ... within this window */
+#define OD_START_BURST 5            /* deaths before ready in a row, whatever their spacing */
 
 struct od_restart {
 	int64_t backoff_ms;                 /* last delay used, 0 when fresh */
 	int64_t recent[OD_INTENSITY + 1];   /* times of recent restarts (ring) */
 	int nrecent;
 	int total;                          /* restarts since the daemon started */
+	int failed_starts;                  /* consecutive deaths before ready */
 };
 
 struct od_restart_decision {

@@ -2,7 +2,7 @@
  * The whole loop with real processes: redis-server, three rlnodes, rlload and
  * operatord with its workers, driven through opsend/optail as an operator
  * would. Every wait is a bounded poll on a condition (events, status, HTTP);
- * no assertion is about elapsed time except the worker restart bound.
+ * no assertion is about elapsed time (restart times are printed, not asserted).
  *
  * Binaries come from the environment: OPERATORD_BIN OPSEND_BIN OPTAIL_BIN
  * RLNODE_BIN RLLOAD_BIN (redis-server from $PATH or REDIS_SERVER).
@@ -21,7 +21,6 @@
 #include "tests/harness.h"
 
 #define T_LOOP_MS 90000         /* fault to terminal ticket */
-#define T_RESTART_BOUND_MS 5000 /* a killed worker is back within this ("about a second") */
 #define T_TCASE_TIMEOUT 400     /* seconds, per test */
 
 static const char *
@@ -735,9 +734,13 @@ t_kill_worker(const char *worker, const char *key)
 		snprintf(ids, sizeof(ids), "%lld", (long long)aid);
 		kill(H->node_pid[2], SIGSTOP);
 		int rc = h_opsend(NULL, NULL, "approve", ids, NULL);
+		H_CHECK(rc == 0, "opsend approve %s exited %d", ids, rc);
+		/* Killed only once the action is in its hands (its pre-action
+		 * observation waits on the stopped node). */
+		H_WAIT(ok, H_WAIT_MS, h_ev_refresh() && h_ev_find("action_dispatched", tid, since));
 		kill(old, SIGKILL);
 		kill(H->node_pid[2], SIGCONT);
-		H_CHECK(rc == 0, "opsend approve %s exited %d", ids, rc);
+		H_CHECK(ok, "action %s never dispatched", ids);
 		H_CHECK(h_opsend(NULL, NULL, "mode", "execute", NULL) == 0, "mode execute failed");
 	} else {
 		h_ev_refresh();
@@ -762,21 +765,18 @@ t_kill_worker(const char *worker, const char *key)
 	}
 	H_CHECK(back_ms >= 0, "%s (pid %d) not back and ready within 15 s of SIGKILL", worker,
 	    (int)old);
-	H_CHECK(back_ms <= T_RESTART_BOUND_MS, "%s back only after %lld ms (bound %d ms)", worker,
-	    (long long)back_ms, T_RESTART_BOUND_MS);
 	fprintf(stderr, "%s back in %lld ms (observed through opsend polling)\n", worker,
 	    (long long)back_ms);
 
 	json_object *term = t_wait_terminal(tid, since);
 	const char *tt = t_str(term, "type");
-	H_CHECK(!strcmp(tt, "ticket_resolved") ||
-	    (!strcmp(tt, "ticket_escalated") && t_str(h_ev_data(term), "reason")[0]),
-	    "ticket %lld ended %s (reason \"%s\"), want resolved or escalated with a reason",
+	/* Whatever the kill interrupted, the loop still closes: verified, resolved. */
+	H_CHECK(!strcmp(tt, "ticket_resolved"), "ticket %lld ended %s (reason \"%s\"), want resolved",
 	    (long long)tid, tt, t_str(h_ev_data(term), "reason"));
 	json_object *exited = h_ev_find("worker_exited", 0, since);
 	H_CHECK(exited && h_ev_seq(exited) < h_ev_seq(term),
 	    "no worker_exited event before ticket %lld closed", (long long)tid);
-	t_check_ticket_status(tid, !strcmp(tt, "ticket_resolved") ? "resolved" : "escalated");
+	t_check_ticket_status(tid, "resolved");
 
 	if (is_exec) {
 		json_object *unk = h_ev_find("action_unknown", tid, since);

@@ -15,14 +15,25 @@ START_TEST(test_backoff_doubles_to_cap)
 	struct od_restart r = {0};
 	int64_t now = 1000000, expect = OD_RESTART_MIN_MS;
 
-	/* Never-ready crashes, spaced beyond the intensity period. */
-	for (int i = 0; i < 10; i++) {
+	/* Never-ready crashes, spaced beyond the intensity period: they back off
+	 * doubling, and a run of OD_START_BURST + 1 gives up (systemd's
+	 * StartLimitBurst), or a crash loop would never trip the limit. */
+	for (int i = 0; i < OD_START_BURST; i++) {
 		now += OD_PERIOD_MS + 1;
 		struct od_restart_decision d = od_restart_on_exit(&r, now, 0, 1);
 		ck_assert(!d.give_up);
 		ck_assert_int_eq(d.delay_ms, expect);
 		expect = expect * 2 > OD_RESTART_MAX_MS ? OD_RESTART_MAX_MS : expect * 2;
 	}
+	ck_assert(od_restart_on_exit(&r, now += OD_PERIOD_MS + 1, 0, 1).give_up);
+	/* One start that got through ends the run. */
+	struct od_restart r2 = {0};
+	for (int i = 0; i < 3 * OD_START_BURST; i++)
+		ck_assert(!od_restart_on_exit(&r2, now += OD_PERIOD_MS + 1, i % 2 ? 500 : 0, 1).give_up);
+	/* Chaos never gives up. */
+	struct od_restart r3 = {0};
+	for (int i = 0; i < 3 * OD_START_BURST; i++)
+		ck_assert(!od_restart_on_exit(&r3, now += OD_PERIOD_MS + 1, 0, 0).give_up);
 }
 END_TEST
 

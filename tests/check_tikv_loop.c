@@ -436,9 +436,6 @@ START_TEST(test_node_kill_loop)
 	int64_t tid = op_json_int(op, "ticket", 0);
 	fprintf(stderr, "check_tikv_loop: store %s killed, store_down ticket %" PRId64
 	    " opened %" PRId64 " ms later\n", victim, tid, t_open - t_fault);
-	/* two poll intervals, plus the probe timeout of an observation in flight */
-	T_CHECK(t_open - t_fault <= 2 * T_POLL_INTERVAL_MS + T_PROBE_MS,
-	    "detection took %" PRId64 " ms", t_open - t_fault);
 	json_object_put(fi);
 	json_object_put(op);
 

@@ -68,7 +68,7 @@ h_bin(const char *name)
 	return name;
 }
 
-static int
+int
 h_free_port(void)
 {
 	struct sockaddr_in a;
@@ -345,21 +345,33 @@ h_kill_wait(pid_t *pid, int sig)
 
 /* ---- operatord ---- */
 
+/* The configuration of one run: mode, lines added to [operatord] and whole
+ * sections appended after the generated ones (both may be NULL). */
 static int
-h_write_conf(void)
+h_write_conf_with(const char *mode, const char *operatord_extra, const char *sections)
 {
 	FILE *f = fopen(H->conf, "w");
 
 	if (f == NULL)
 		return -1;
-	fprintf(f, "[operatord]\nruntime_dir = %s\nstate_dir = %s\nmode = execute\n"
-	    "verify_delay = %dms\nverify_settle = %dms\nverify_timeout = 40s\n"
-	    "poll_interval = 500ms\n\n", H->run, H->state, H_VERIFY_DELAY_MS, H_VERIFY_SETTLE_MS);
+	/* An extra verify_timeout replaces the default one (a key may appear once). */
+	int own_timeout = operatord_extra && strstr(operatord_extra, "verify_timeout");
+	fprintf(f, "[operatord]\nruntime_dir = %s\nstate_dir = %s\nmode = %s\n"
+	    "verify_delay = %dms\nverify_settle = %dms\n%spoll_interval = 500ms\n%s\n", H->run,
+	    H->state, mode, H_VERIFY_DELAY_MS, H_VERIFY_SETTLE_MS,
+	    own_timeout ? "" : "verify_timeout = 40s\n", operatord_extra ? operatord_extra : "");
 	fprintf(f, "[subject.ratelimiter]\nredis = 127.0.0.1:%d\nnodes = ", H->redis_port);
 	for (int i = 0; i < H_NNODES; i++)
 		fprintf(f, "%shttp://127.0.0.1:%d", i ? "," : "", H->node_port[i]);
-	fprintf(f, "\ndrift_tolerance = %d\n\n[chaos]\nenabled = true\n", H_DRIFT_TOL);
+	fprintf(f, "\ndrift_tolerance = %d\n\n[chaos]\nenabled = true\n\n%s\n", H_DRIFT_TOL,
+	    sections ? sections : "");
 	return fclose(f);
+}
+
+static int
+h_write_conf(void)
+{
+	return h_write_conf_with("execute", NULL, NULL);
 }
 
 static int
@@ -422,6 +434,49 @@ h_env_start(void)
 		h_dump("operatord did not become ready");
 		H->setup_failed = 1;
 	}
+}
+
+void
+h_od_stop(void)
+{
+	if (H->od_pid <= 0)
+		return;
+	kill(H->od_pid, SIGCONT);
+	kill(H->od_pid, SIGTERM);
+	int64_t end = op_mono_ms() + H_STOP_WAIT_MS;
+	while (op_mono_ms() < end && waitpid(H->od_pid, NULL, WNOHANG) == 0)
+		op_sleep_ms(50);
+	h_kill_wait(&H->od_pid, SIGKILL);
+}
+
+int
+h_od_spawn(void)
+{
+	char *argv[] = {(char *)h_bin("operatord"), "--config", H->conf, NULL};
+	int ok;
+
+	H->od_pid = h_spawn(argv, "operatord.log");
+	H_WAIT(ok, H_START_WAIT_MS, h_all_ready());
+	return ok ? 0 : -1;
+}
+
+int
+h_od_fresh(const char *mode, const char *operatord_extra, const char *sections)
+{
+	char path[300];
+	static const char *const files[] = {"ledger.db", "ledger.db-wal", "ledger.db-shm"};
+
+	h_od_stop();
+	for (int i = 0; i < H_NNODES; i++)
+		if (H->node_pid[i] > 0)
+			kill(H->node_pid[i], SIGCONT);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", H->state, files[i]);
+		unlink(path);
+	}
+	if (h_write_conf_with(mode, operatord_extra, sections) != 0)
+		return -1;
+	return h_od_spawn();
 }
 
 static int

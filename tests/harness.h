@@ -49,12 +49,22 @@ struct h_resp {
 /* Called once from main: shared memory, subreaper, binaries. */
 void h_init(void);
 const char *h_bin(const char *name); /* "operatord", "opsend", "optail", "rlnode", "rlload" */
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int h_free_port(void);
 
 /* Unchecked fixture pair (runs in the check parent). */
 void h_env_start(void);
 void h_env_stop(void);
 void h_test_begin(const char *name);
 void h_test_end(void);
+
+/* operatord alone: stop it (SIGTERM, then SIGKILL), start it on the current
+ * configuration and wait until every worker is ready (0) or not (-1); or
+ * start afresh on an empty ledger with this mode, extra [operatord] lines and
+ * extra sections. */
+void h_od_stop(void);
+int h_od_spawn(void);
+int h_od_fresh(const char *mode, const char *operatord_extra, const char *sections);
 
 /* Processes. */
 pid_t h_spawn(char *const argv[], const char *logname);

@@ -121,16 +121,22 @@ exec_handle(struct worker *w, struct op_msg *m)
 	struct op_readings rd = {0};
 	sj->ops->check(sj, obs, &rd);
 	const struct op_reading *r = op_readings_find(&rd, invariant, entity);
-	if ((r == NULL && op_obs_complete(obs)) || (r != NULL && r->state == OP_RD_HEALTHY)) {
+	if (r != NULL && r->state == OP_RD_HEALTHY) {
 		json_object *fig = json_object_new_object();
-		if (r != NULL) {
-			json_object_object_add(fig, "value", json_object_new_double(r->value));
-			json_object_object_add(fig, "threshold", json_object_new_double(r->threshold));
-			json_object_object_add(fig, "evidence", json_object_get(r->evidence));
-		}
+		json_object_object_add(fig, "value", json_object_new_double(r->value));
+		json_object_object_add(fig, "threshold", json_object_new_double(r->threshold));
+		json_object_object_add(fig, "evidence", json_object_get(r->evidence));
 		snprintf(err, sizeof(err), "%s holds again on a fresh observation: %s", invariant,
-		    r ? r->message : "no longer reported");
+		    r->message);
 		exec_reply(w, m, "skipped", "healed", err, fig, t0);
+		goto out;
+	}
+	if (r == NULL) {
+		/* The observation cannot account for the entity: acting would be a
+		 * guess. A precondition refusal never took effect, so it is retried. */
+		snprintf(err, sizeof(err), "a fresh observation does not account for %s of %s: cannot"
+		    " tell whether it still needs %s", invariant, entity, action);
+		exec_reply(w, m, "skipped", "precondition", err, NULL, t0);
 		goto out;
 	}
 	if (sj->ops->precheck(sj, action, params, obs, err, sizeof(err)) != 0) {

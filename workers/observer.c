@@ -151,19 +151,9 @@ obs_poll_subject(struct worker *w, struct observer *o, struct op_subject *sj, in
 			obs_apply(w, o, sj->name, OBS_UNREACHABLE, "critical", OBS_UNREACHABLE_HOLD_MS,
 			    OBS_UNREACHABLE_CLEAR_MS, r, now);
 	}
-	/* A firing fingerprint with no reading in a complete observation has
-	 * healed (a key that expired, say); in a partial one nothing is known. */
-	for (struct obs_state *s = o->states; s; s = s->next) {
-		if (strcmp(s->subject, sj->name) != 0 || s->seen || !s->firing ||
-		    !op_obs_complete(obs))
-			continue;
-		const struct op_invariant_def *def = op_subject_invariant(sj, s->invariant);
-		struct op_reading r = {.invariant = s->invariant, .state = OP_RD_HEALTHY};
-		op_strlcpy(r.entity, s->entity, sizeof(r.entity));
-		snprintf(r.message, sizeof(r.message), "%s no longer reported", s->entity);
-		obs_apply(w, o, sj->name, s->invariant, "warning", 0,
-		    def ? def->clear_for_ms : OBS_UNREACHABLE_CLEAR_MS, &r, now);
-	}
+	/* A firing fingerprint with no reading keeps its state: only an explicit
+	 * healthy reading heals. A key missing from a truncated list, or from a
+	 * node that did not answer, has not been shown to be fixed. */
 	/* Only firing fingerprints and running hold-for clocks need memory: keys
 	 * come and go, and the list must not grow with every one ever seen. */
 	for (struct obs_state **pp = &o->states; *pp;) {
@@ -230,6 +220,21 @@ obs_watch(struct observer *o, json_object *body)
 	}
 }
 
+/* A ticket closed (resolved, rejected, cleared by hand): what this observer
+ * said about it is forgotten, so a fault still present is reported again
+ * after its hold-for and gets a ticket. */
+static void
+obs_forget(struct observer *o, json_object *body)
+{
+	struct obs_state *s = obs_get(o, op_json_str(body, "subject", ""),
+	    op_json_str(body, "invariant", ""), op_json_str(body, "entity", ""), 0);
+
+	if (s != NULL) {
+		s->firing = 0;
+		s->violated_since = 0;
+	}
+}
+
 static void
 obs_on_msg(struct worker *w, struct op_msg *m)
 {
@@ -237,6 +242,8 @@ obs_on_msg(struct worker *w, struct op_msg *m)
 
 	if (m->type == OP_MSG_WATCH) {
 		obs_watch(o, m->body);
+	} else if (m->type == OP_MSG_CLOSED) {
+		obs_forget(o, m->body);
 	} else if (m->type == OP_MSG_OBSERVE_REQ) {
 		const char *name = op_json_str(m->body, "subject", "");
 		struct op_subject *sj = op_subjects_find(&w->subjects, name);

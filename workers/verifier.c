@@ -21,6 +21,8 @@ struct vjob {
 	int64_t delay_ms, settle_ms, timeout_ms;
 	int64_t healthy_since;
 	int checks, healthy_checks;
+	int unknown;        /* nobody knows whether the action ran: judge the fault itself */
+	int resumed;        /* re-sent after a restart, with a fresh window */
 	json_object *last;  /* figures of the last check */
 	struct vjob *next;
 };
@@ -64,6 +66,10 @@ ver_figures(struct vjob *j, const struct op_reading *r, int64_t now)
 		json_object_object_add(f, "evidence", json_object_get(r->evidence));
 	}
 	json_object_object_add(f, "checks", json_object_new_int(j->checks));
+	json_object_object_add(f, "judged", json_object_new_string(j->unknown
+	    ? "invariant (the action's effect is unknown)" : "invariant or expected outcome"));
+	if (j->resumed)
+		json_object_object_add(f, "resumed", json_object_new_boolean(1));
 	json_object_object_add(f, "healthy_checks", json_object_new_int(j->healthy_checks));
 	json_object_object_add(f, "waited_ms", json_object_new_int64(now - j->base_mono));
 	json_object_object_add(f, "verify_delay_ms", json_object_new_int64(j->delay_ms));
@@ -112,7 +118,9 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 		}
 		const struct op_reading *r = ok ? op_readings_find(&rd, j->invariant, j->entity) : NULL;
 		struct op_reading judged = {0};
-		if (ok && sj->ops->outcome != NULL &&
+		/* An action whose effect nobody knows is verified against the fault
+		 * (its invariant), never against the action's expected outcome. */
+		if (ok && !j->unknown && sj->ops->outcome != NULL &&
 		    sj->ops->outcome(sj, j->invariant, j->entity, j->action, j->params, obs, &judged) == 1)
 			r = &judged;
 		j->checks++;
@@ -122,7 +130,10 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 			/* Not seeing the system is never evidence that it healed. */
 			json_object_object_add(j->last, "error", json_object_new_string(err));
 			j->healthy_since = 0;
-		} else if ((r == NULL && op_obs_complete(obs)) || (r != NULL && r->state == OP_RD_HEALTHY)) {
+		} else if (r != NULL && r->state == OP_RD_HEALTHY) {
+			/* Only an explicit healthy reading counts: an entity the
+			 * observation does not account for (a key that aged out of the
+			 * window, a truncated list) has not been shown to be fixed. */
 			j->healthy_checks++;
 			if (j->healthy_since == 0)
 				j->healthy_since = now;
@@ -211,6 +222,8 @@ ver_on_msg(struct worker *w, struct op_msg *m)
 	j->delay_ms = op_json_int(m->body, "verify_delay_ms", 5000);
 	j->settle_ms = op_json_int(m->body, "settle_ms", 3000);
 	j->timeout_ms = op_json_int(m->body, "timeout_ms", 60000);
+	j->unknown = strcmp(op_json_str(m->body, "applied", "yes"), "yes") != 0;
+	j->resumed = op_json_bool(m->body, "resumed", 0);
 	j->next = v->jobs;
 	v->jobs = j;
 	ver_arm(v);

@@ -101,6 +101,15 @@ tikv_diag_store_down(struct tikv_priv *p, json_object *ticket, json_object *obs,
 	    "returns (operatord rebalances onto it on leader_imbalance)");
 	op_diag_add_risk(d, "the store's peers stay pending until it returns or PD replaces them "
 	    "after max-store-down-time; remove_store would start that now but needs a human");
+	if (!back && obs != NULL && waiting == 0 && b.nserving > 0 && (double)b.spread <= b.allowed) {
+		/* The mitigation already holds (a ticket reopened because the store
+		 * is still down): moving leaders again would do nothing. What is
+		 * left, restarting or removing the store, is a human's call. */
+		op_diag_add_evidence(d, "the surviving stores already serve every region with leaders "
+		    "within the tolerance: nothing automatic is left; restart the store, or "
+		    "remove_store to re-replicate its peers now");
+		return d;
+	}
 	op_diag_add_action(d, "rebalance_leaders", json_object_new_object(),
 	    "the dead store's leaders were re-elected unevenly onto the survivors; PD's own "
 	    "balance-leader is slow (a few moves at a time)", "immediate",
