@@ -585,6 +585,38 @@ op_plan_fits_kind(const char *subject, const char *invariant, const char *entity
 }
 
 int
+op_plan_ids_seen(const struct op_subject *s, const char *action, json_object *params,
+    json_object *obs, char *why, size_t len)
+{
+	const struct op_action_def *a = s ? op_subject_action(s, action ? action : "") : NULL;
+	json_object *stores = op_json_arr(obs, "stores"), *v;
+
+	why[0] = '\0';
+	if (a == NULL || stores == NULL || params == NULL)
+		return 0; /* nothing to compare with: the precheck reads PD itself */
+	for (size_t i = 0; i < a->nparams; i++) {
+		const struct op_param_def *p = &a->params[i];
+		if (p->type != OP_PARAM_U64 || strstr(p->name, "store") == NULL ||
+		    !json_object_object_get_ex(params, p->name, &v) || v == NULL)
+			continue;
+		char want[32];
+		fit_param_text(params, p->name, want, sizeof(want));
+		int seen = 0;
+		for (size_t k = 0; k < json_object_array_length(stores) && !seen; k++) {
+			char have[32];
+			fit_param_text(json_object_array_get_idx(stores, k), "id", have, sizeof(have));
+			seen = strcmp(have, want) == 0;
+		}
+		if (!seen) {
+			snprintf(why, len, "%s %s=%s: no such store in the observation", a->name, p->name,
+			    want);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
 op_action_can_heal(const char *subject, const char *invariant, const char *entity,
     json_object *evidence, const char *action, json_object *params)
 {

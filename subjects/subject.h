@@ -180,6 +180,11 @@ int op_plan_fits(const struct op_subject *subject, const char *invariant, const 
 int op_plan_fits_kind(const char *subject, const char *invariant, const char *entity,
     json_object *evidence, const char *action, json_object *params, char *why, size_t len);
 
+/* Ids a plan names must exist: every store id parameter is a store of the
+ * observation (when it lists "stores"). 0, or -1 with why. */
+int op_plan_ids_seen(const struct op_subject *s, const char *action, json_object *params,
+    json_object *obs, char *why, size_t len);
+
 /* Whether the action could have healed the ticket (verification credit): it
  * remedies the invariant and acts on the ticket's entity or one its evidence
  * names. A verification whose action could not have caused the heal is

@@ -175,6 +175,24 @@ START_TEST(t_fit_tikv)
 }
 END_TEST
 
+/* A store id a plan names must be a store the observation shows. */
+START_TEST(t_ids_seen)
+{
+	char why[256];
+	json_object *obs = J("{\"stores\":[{\"id\":1},{\"id\":2},{\"id\":3}]}");
+	json_object *ok = J("{\"region_id\":99999,\"to_store_id\":2}");
+	json_object *bad = J("{\"region_id\":7,\"to_store_id\":18446744073709551615}");
+
+	ck_assert_int_eq(op_plan_ids_seen(TK, "transfer_leader", ok, obs, why, sizeof(why)), 0);
+	ck_assert_int_eq(op_plan_ids_seen(TK, "transfer_leader", bad, obs, why, sizeof(why)), -1);
+	ck_assert_ptr_nonnull(strstr(why, "to_store_id=18446744073709551615"));
+	ck_assert_int_eq(op_plan_ids_seen(TK, "transfer_leader", bad, NULL, why, sizeof(why)), 0);
+	json_object_put(obs);
+	json_object_put(ok);
+	json_object_put(bad);
+}
+END_TEST
+
 /* ---- declarations ---- */
 
 static void
@@ -382,6 +400,7 @@ main(void)
 	tcase_add_test(tc, t_fit_rl);
 	tcase_add_test(tc, t_fit_pure);
 	tcase_add_test(tc, t_fit_tikv);
+	tcase_add_test(tc, t_ids_seen);
 	tcase_add_test(tc, t_declarations);
 	tcase_add_test(tc, t_rules_fit);
 	tcase_add_test(tc, t_exec_ctx);

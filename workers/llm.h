@@ -132,11 +132,12 @@ void llm_parse(enum llm_backend b, const struct llm_http_result *h, struct llm_r
  * coercion (op_action_validate). 0, or -1 with every problem in errs. */
 int llm_check_answer(const struct op_subject *sj, json_object *d, char *errs, size_t errlen);
 /* A valid answer must also fit its ticket (op_plan_fits): each action remedies
- * the ticket's invariant and acts on its entity or one its evidence names.
+ * the ticket's invariant and acts on its entity or one its evidence names,
+ * and the store ids it names are stores of the observation (may be NULL).
  * 0, or -1 with every misfit in errs; approval gets the parameters that fit
  * but need a human (e.g. a max-store-down-time below 30 min). */
-int llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *d, char *errs,
-    size_t errlen, char *approval, size_t alen);
+int llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *obs,
+    json_object *d, char *errs, size_t errlen, char *approval, size_t alen);
 /* Same set of action names. */
 int llm_plans_agree(json_object *a, json_object *b);
 /* USD per million tokens by model family; an estimate (list prices), 0 for

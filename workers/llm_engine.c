@@ -17,6 +17,7 @@ struct llm_job {
 	struct llm_engine *e;
 	const struct op_subject *sj;
 	json_object *ticket, *rules, *messages;
+	json_object *obs;         /* the fresh observation the plan's ids must be in */
 	char fp[512];
 	int64_t ticket_id;
 	int retries, corrected, calls;
@@ -97,6 +98,7 @@ llm_job_free(struct llm_job *j)
 	if (j->timer)
 		event_free(j->timer);
 	json_object_put(j->ticket);
+	json_object_put(j->obs);
 	json_object_put(j->rules);
 	json_object_put(j->messages);
 	free(j);
@@ -275,7 +277,7 @@ llm_on_http(void *arg, const struct llm_http_result *h)
 	j->tokens_out += r.tokens_out;
 	if (r.kind == LLM_R_OK) {
 		if (llm_check_answer(j->sj, r.answer, problems, sizeof(problems)) == 0 &&
-		    llm_check_fit(j->sj, j->ticket, r.answer, problems, sizeof(problems), j->approval,
+		    llm_check_fit(j->sj, j->ticket, j->obs, r.answer, problems, sizeof(problems), j->approval,
 			sizeof(j->approval)) == 0) {
 			if (llm_contains_key(e, r.answer)) {
 				llm_finish(j, NULL, "the answer contained the API key", 0);
@@ -385,6 +387,7 @@ llm_diagnose(struct llm_engine *e, const struct op_subject *sj, json_object *tic
 	j->e = e;
 	j->sj = sj;
 	j->ticket = json_object_get(ticket);
+	j->obs = json_object_get(obs);
 	j->rules = rules;
 	j->done = done;
 	j->arg = arg;
@@ -403,7 +406,7 @@ llm_diagnose(struct llm_engine *e, const struct op_subject *sj, json_object *tic
 	 * just failed verification. */
 	char cerr[512];
 	if (op_json_int(ticket, "attempts", 0) == 0 && (hit = llm_cache_get(e, j->fp)) != NULL &&
-	    llm_check_fit(sj, ticket, hit, cerr, sizeof(cerr), j->approval,
+	    llm_check_fit(sj, ticket, obs, hit, cerr, sizeof(cerr), j->approval,
 		sizeof(j->approval)) == 0) {
 		json_object *copy = NULL;
 		json_object_deep_copy(hit, &copy, NULL);

@@ -329,8 +329,8 @@ llm_check_action(const struct op_subject *sj, json_object *ra, size_t i, struct 
 }
 
 int
-llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *d, char *errs,
-    size_t errlen, char *approval, size_t alen)
+llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *obs,
+    json_object *d, char *errs, size_t errlen, char *approval, size_t alen)
 {
 	struct llm_errs e = {errs, errlen, 0}, ap = {approval, alen, 0};
 	json_object *acts = op_json_arr(d, "recommended_actions");
@@ -349,6 +349,9 @@ llm_check_fit(const struct op_subject *sj, json_object *ticket, json_object *d, 
 		if (fit == OP_FIT_NO)
 			llm_err(&e, "recommended_actions[%zu] does not fit the ticket (%s on %s): %s", i,
 			    inv, ent, why);
+		else if (op_plan_ids_seen(sj, name, op_json_obj(ra, "parameters"), obs, why,
+		    sizeof(why)) != 0)
+			llm_err(&e, "recommended_actions[%zu]: %s", i, why);
 		else if (fit == OP_FIT_APPROVAL)
 			llm_err(&ap, "%s: %s", name, why);
 	}

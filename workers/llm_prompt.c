@@ -178,6 +178,9 @@ static const char llm_system[] =
     "required parameter filled from the ticket or the observation and within the stated "
     "type and bounds. Set the parameters an action does not take to null. Never invent an "
     "action, a node or a key.\n"
+    "3a. A plan must fit the ticket: recommend an action only if its \"remedies\" list "
+    "names the ticket's invariant, and only on the ticket's entity or one named in the "
+    "ticket's evidence (its \"acts on\" parameters). Any other plan is invalid.\n"
     "4. You only plan. operatord validates your plan against the catalogue, compares it "
     "with its own rules, may ask a human to approve it, runs it and verifies the outcome. "
     "A plan that fails validation is discarded.\n"
@@ -323,8 +326,19 @@ llm_catalogue_text(FILE *f, const struct op_subject *sj)
 	static const char *const tn[] = {"string", "integer", "unsigned 64-bit integer"};
 	for (size_t i = 0; i < sj->ops->nactions; i++) {
 		const struct op_action_def *a = &sj->ops->actions[i];
-		fprintf(f, "- %s [risk %s]: %s\n  expected outcome: %s\n", a->name, a->risk,
+		fprintf(f, "- %s [risk %s%s]: %s\n  expected outcome: %s\n", a->name, a->risk,
+		    a->irreversible ? ", irreversible" : a->revert ? ", reversible" : "",
 		    a->description, a->expected_outcome);
+		fprintf(f, "  remedies:");
+		for (size_t k = 0; a->remedies && a->remedies[k]; k++)
+			fprintf(f, "%s %s", k ? "," : "", a->remedies[k]);
+		fprintf(f, "%s\n", a->remedies && a->remedies[0] ? "" : " nothing automatically");
+		if (a->entity_params && a->entity_params[0]) {
+			fprintf(f, "  acts on (the ticket's entity or one in its evidence):");
+			for (size_t k = 0; a->entity_params[k]; k++)
+				fprintf(f, "%s %s", k ? "," : "", a->entity_params[k]);
+			fprintf(f, "\n");
+		}
 		if (a->nparams == 0)
 			fprintf(f, "  parameters: none\n");
 		for (size_t j = 0; j < a->nparams; j++) {
