@@ -239,11 +239,13 @@ ld_signal(evutil_socket_t sig, short ev, void *arg)
 }
 
 static void
-ld_usage(void)
+ld_usage(FILE *f, int code)
 {
-	fprintf(stderr, "usage: rlload --targets URL[,URL...] --rps N --duration SECONDS\n"
-			"    [--keys K1,K2] [--concurrency C] [--quiet]\n");
-	exit(2);
+	fprintf(f, "usage: rlload --targets URL[,URL...] --rps N --duration SECONDS\n"
+		   "    [--keys K1,K2] [--concurrency C] [--quiet]\n"
+		   "       rlload --help | --version\n"
+		   "Sends POST /check load to rlnodes at a steady rate. See rlload(1).\n");
+	exit(code);
 }
 
 static void
@@ -306,6 +308,8 @@ ld_parse(struct ld_load *ld, int argc, char **argv)
 		{"keys", required_argument, NULL, 'k'},
 		{"concurrency", required_argument, NULL, 'c'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int64_t v;
@@ -334,11 +338,13 @@ ld_parse(struct ld_load *ld, int argc, char **argv)
 			ld->concurrency = (int)v;
 			break;
 		case 'q': ld->quiet = 1; break;
-		default: ld_usage();
+		case 'h': ld_usage(stdout, 0); break;
+		case 'V': printf("rlload %s\n", OP_VERSION); exit(0);
+		default: ld_usage(stderr, 2);
 		}
 	}
 	if (optind != argc || ld->ntargets == 0 || !have_rps || !have_dur)
-		ld_usage();
+		ld_usage(stderr, 2);
 	if (ld->nkeys == 0)
 		ld_add_key(ld, "load");
 }

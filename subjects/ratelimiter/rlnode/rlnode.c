@@ -175,13 +175,15 @@ rln_free(struct rlnode *n)
 /* ---- options ---- */
 
 static void
-rln_usage(void)
+rln_usage(FILE *f, int code)
 {
-	fprintf(stderr,
+	fprintf(f,
 	    "usage: rlnode --port P --redis HOST:PORT --node-id ID [--bind ADDR]\n"
 	    "    [--default-limit N] [--window DURATION] [--redis-timeout MS] [--retries N]\n"
-	    "    [--heartbeat MS] [--node-ttl MS] [--limit-refresh DURATION] [-v]\n");
-	exit(2);
+	    "    [--heartbeat MS] [--node-ttl MS] [--limit-refresh DURATION] [-v]\n"
+	    "       rlnode --help | --version\n"
+	    "A rate-limiter node: sliding windows in Redis, served over HTTP. See rlnode(1).\n");
+	exit(code);
 }
 
 static int
@@ -230,6 +232,8 @@ rln_parse_args(struct rlnode *n, int argc, char **argv)
 		{"node-ttl", required_argument, NULL, 'T'},
 		{"limit-refresh", required_argument, NULL, 'L'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int64_t v;
@@ -279,11 +283,13 @@ rln_parse_args(struct rlnode *n, int argc, char **argv)
 			    &n->limit_refresh_ms);
 			break;
 		case 'v': log_init("rlnode", 1); break;
-		default: rln_usage();
+		case 'h': rln_usage(stdout, 0); break;
+		case 'V': printf("rlnode %s\n", OP_VERSION); exit(0);
+		default: rln_usage(stderr, 2);
 		}
 	}
 	if (optind != argc || n->port == 0 || !have_redis || n->node_id[0] == '\0')
-		rln_usage();
+		rln_usage(stderr, 2);
 	if (n->node_ttl_ms <= n->heartbeat_ms)
 		log_warn("--node-ttl %lld <= --heartbeat %lld: the node will flap to down",
 		    (long long)n->node_ttl_ms, (long long)n->heartbeat_ms);

@@ -62,7 +62,8 @@ usage(FILE *f)
 	    "  --store-port-base B    store i uses ports B+2(i-1) (address), +1 (status)\n"
 	    "  --master               PD master behaviour: 404 for an unknown region\n"
 	    "  --no-spawn             no store processes (model only)\n"
-	    "  --verbose\n",
+	    "  --verbose\n"
+	    "  --help, --version\n",
 	    SIM_DEF_PORT, SIM_DEF_HEARTBEAT_MS, SIM_DEF_DISCONNECT_MS, SIM_DEF_DOWN_MS,
 	    SIM_DEF_PEER_DOWN_MS, SIM_DEF_ELECTION_MS, SIM_DEF_BALANCE_MS, SIM_EVICT_BATCH,
 	    SIM_DEF_EVICT_MS, SIM_DEF_OP_MS, SIM_DEF_OP_TIMEOUT_MS, SIM_DEF_CATCHUP_MS,
@@ -263,7 +264,7 @@ parse_opts(struct pdsim *p, int argc, char **argv)
 		O_PORT = 256, O_BIND, O_PORT_FILE, O_STATE_FILE, O_STORES, O_REGIONS, O_REPLICAS,
 		O_HB, O_DISC, O_DOWN, O_PEER_DOWN, O_UNHEALTHY, O_ELECT, O_BAL, O_EVICT, O_OP,
 		O_OP_TO, O_CATCHUP, O_TICK, O_RPT, O_PORT_BASE, O_MASTER, O_NO_SPAWN, O_VERBOSE,
-		O_HELP, O_RECORD
+		O_HELP, O_RECORD, O_VERSION
 	};
 	static const struct option lo[] = {
 		{"port", required_argument, NULL, O_PORT},
@@ -292,6 +293,7 @@ parse_opts(struct pdsim *p, int argc, char **argv)
 		{"no-spawn", no_argument, NULL, O_NO_SPAWN},
 		{"verbose", no_argument, NULL, O_VERBOSE},
 		{"help", no_argument, NULL, O_HELP},
+		{"version", no_argument, NULL, O_VERSION},
 		{NULL, 0, NULL, 0},
 	};
 	struct sim_opts *o = &p->o;
@@ -372,6 +374,7 @@ parse_opts(struct pdsim *p, int argc, char **argv)
 		case O_NO_SPAWN: o->no_spawn = 1; break;
 		case O_VERBOSE: o->verbose = 1; break;
 		case O_HELP: usage(stdout); exit(0);
+		case O_VERSION: printf("pdsim %s\n", OP_VERSION); exit(0);
 		default: usage(stderr); exit(2);
 		}
 	}
