@@ -4,16 +4,18 @@
 
 #include <json-c/json.h>
 
+#include "protocol/ctl.h"
+
 #define CLIENT_EXIT_OK 0
 #define CLIENT_EXIT_FAILED 1
 #define CLIENT_EXIT_USAGE 2
 #define CLIENT_EXIT_NOT_RUNNING 3
-#define CLIENT_DEFAULT_RUNTIME "/run/operatord"
+#define CLIENT_DEFAULT_RUNTIME OP_CTL_DEFAULT_RUNTIME_DIR
 #define CLIENT_REPLY_TIMEOUT_MS 30000 /* chaos and observe wait on a worker */
 
 /* --runtime-dir, else $OPERATORD_RUNTIME_DIR, else the default. */
 const char *client_runtime_dir(const char *flag);
-/* Connects to RUNTIME/NAME (ctl.sock or events.sock); returns the fd, or -1
+/* Connects to RUNTIME/NAME (OP_CTL_SOCK or OP_EVENTS_SOCK); returns the fd, or -1
  * with a message printed (the daemon is not running). */
 int client_connect(const char *runtime_dir, const char *name);
 /* Sends {cmd, args} and waits for the reply body. Returns 0 with *reply set,

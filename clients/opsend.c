@@ -8,26 +8,24 @@
 #include "clients/client.h"
 #include "common/jsonutil.h"
 #include "common/util.h"
+#include "protocol/ctl.h"
 #include <unistd.h>
 
+static void usage(FILE *f, int code) __attribute__((noreturn));
+
 static void
-usage(void)
+usage(FILE *f, int code)
 {
-	fprintf(stderr,
+	fprintf(f,
 	    "usage: opsend [--json] [--runtime-dir DIR] COMMAND [ARGS]\n"
-	    "commands:\n"
-	    "  status | workers | tickets [open] | ticket [show] ID | actions | faults\n"
-	    "  events [SINCE [LIMIT]] | observe SUBJECT\n"
-	    "  mode [observe|approve|execute] | kill-switch [on|off]\n"
-	    "  approve ACTION_ID | reject ACTION_ID [--reason TEXT]\n"
-	    "  hold ID | unhold ID | ack ID | resolve ID [--reason TEXT]\n"
-	    "  ticket show ID --postmortem | postmortem ID\n"
-	    "  act TICKET ACTION [key=value ...] [then ACTION [key=value ...]] ... [--in DURATION]\n"
-	    "  level [ACTION [shadow|approve|execute [SUBJECT]]]\n"
-	    "  chaos inject FAULT [key=value ...] | chaos list\n"
-	    "  restart WORKER | reload | shutdown\n"
-	    "The runtime directory defaults to $OPERATORD_RUNTIME_DIR or " CLIENT_DEFAULT_RUNTIME ".\n");
-	exit(CLIENT_EXIT_USAGE);
+	    "       opsend --help | --version\n"
+	    "Sends one command to a running operatord and prints the answer.\n"
+	    "commands:\n");
+	op_ctl_usage(f);
+	fprintf(f,
+	    "The runtime directory defaults to $OPERATORD_RUNTIME_DIR or " CLIENT_DEFAULT_RUNTIME ".\n"
+	    "Exit codes: 0 ok, 1 failed (\"busy\" means retry), 2 usage, 3 daemon not running.\n");
+	exit(code);
 }
 
 static void
@@ -161,6 +159,7 @@ main(int argc, char **argv)
 		{"runtime-dir", required_argument, NULL, 'r'},
 		{"reason", required_argument, NULL, 'R'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *rtdir = NULL, *reason = NULL;
@@ -173,12 +172,18 @@ main(int argc, char **argv)
 		case 'j': as_json = 1; break;
 		case 'r': rtdir = optarg; break;
 		case 'R': reason = optarg; break;
-		default: usage();
+		case 'h': usage(stdout, CLIENT_EXIT_OK);
+		case 'V': printf("opsend %s\n", OP_VERSION); return CLIENT_EXIT_OK;
+		default: usage(stderr, CLIENT_EXIT_USAGE);
 		}
 	}
 	if (optind >= argc)
-		usage();
+		usage(stderr, CLIENT_EXIT_USAGE);
 	const char *cmd = argv[optind++];
+	if (op_ctl_lookup(cmd) == NULL) {
+		fprintf(stderr, "opsend: unknown command \"%s\"\n", cmd);
+		usage(stderr, CLIENT_EXIT_USAGE);
+	}
 	json_object *args = json_object_new_array();
 	if (!strcmp(cmd, "ticket") && optind < argc && !strcmp(argv[optind], "show"))
 		optind++;
@@ -195,7 +200,7 @@ main(int argc, char **argv)
 	}
 	if (reason != NULL)
 		json_object_array_add(args, json_object_new_string(reason));
-	if ((fd = client_connect(client_runtime_dir(rtdir), "ctl.sock")) < 0) {
+	if ((fd = client_connect(client_runtime_dir(rtdir), OP_CTL_SOCK)) < 0) {
 		json_object_put(args);
 		return CLIENT_EXIT_NOT_RUNNING;
 	}

@@ -1,6 +1,7 @@
-/* optail: the event stream. Replays from the ledger, then follows the PUB
- * socket; a gap in seq (PUB drops under load) is backfilled from the ledger,
- * so nothing is lost and nothing printed twice. */
+/* optail: the event stream. Replays from the ledger, then follows
+ * events.sock; a gap in seq (a slow reader misses frames) is backfilled from
+ * the ledger, so nothing is lost and nothing printed twice. A page the daemon
+ * cannot give is an error (exit 1), never taken for the end of the events. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,8 @@
 #include "protocol/frame.h"
 #include <unistd.h>
 
-#define OPTAIL_PAGE 1000          /* events fetched per replay request */
+#define OPTAIL_PAGE 1000          /* events asked for per replay request (the daemon
+                                     also bounds a page by bytes: it may give fewer) */
 
 struct optail {
 	int as_json;
@@ -22,12 +24,17 @@ struct optail {
 	int ctl;
 };
 
+static void usage(FILE *f, int code) __attribute__((noreturn));
+
 static void
-usage(void)
+usage(FILE *f, int code)
 {
-	fprintf(stderr, "usage: optail [--json] [--since SEQ] [--follow] [--type TYPE] "
-	    "[--ticket ID] [--subject NAME] [--runtime-dir DIR]\n");
-	exit(CLIENT_EXIT_USAGE);
+	fprintf(f, "usage: optail [--json] [--since SEQ] [--follow] [--type TYPE] "
+	    "[--ticket ID] [--subject NAME] [--runtime-dir DIR]\n"
+	    "       optail --help | --version\n"
+	    "Prints the daemon's events after SEQ (default: all), then with --follow the live\n"
+	    "stream. Exit codes: 0 ok, 1 failed, 2 usage, 3 daemon not running.\n");
+	exit(code);
 }
 
 static void
@@ -47,7 +54,8 @@ emit(struct optail *t, json_object *ev)
 	client_print_event(ev, t->as_json);
 }
 
-/* Fetches and prints everything after t->last. Returns 0 or an exit code. */
+/* Fetches and prints everything after t->last, page by page, until a page
+ * comes back empty. Returns 0 or an exit code. */
 static int
 backfill(struct optail *t)
 {
@@ -61,13 +69,18 @@ backfill(struct optail *t)
 		int rc = client_request(t->ctl, "events", args, &reply);
 		if (rc != 0)
 			return rc;
-		rows = op_json_arr(reply, "result");
-		size_t n = rows ? json_object_array_length(rows) : 0;
+		if (!op_json_bool(reply, "ok", 0) || (rows = op_json_arr(reply, "result")) == NULL) {
+			fprintf(stderr, "optail: cannot read the events after #%lld: %s\n",
+			    (long long)t->last, op_json_str(reply, "error", "malformed reply"));
+			json_object_put(reply);
+			return CLIENT_EXIT_FAILED;
+		}
+		size_t n = json_object_array_length(rows);
 		int64_t before = t->last;
 		for (size_t i = 0; i < n; i++)
 			emit(t, json_object_array_get_idx(rows, i));
 		json_object_put(reply);
-		if (n < OPTAIL_PAGE)
+		if (n == 0)
 			return 0;
 		if (t->last == before) {
 			fprintf(stderr, "optail: the daemon keeps returning events before #%lld\n",
@@ -89,6 +102,7 @@ main(int argc, char **argv)
 		{"subject", required_argument, NULL, 'S'},
 		{"runtime-dir", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	struct optail t = {0};
@@ -101,26 +115,28 @@ main(int argc, char **argv)
 		case 'j': t.as_json = 1; break;
 		case 's':
 			if (op_parse_int(optarg, 0, INT64_MAX, &t.last) != 0)
-				usage();
+				usage(stderr, CLIENT_EXIT_USAGE);
 			break;
 		case 'f': follow = 1; break;
 		case 't': t.type = optarg; break;
 		case 'T':
 			if (op_parse_int(optarg, 1, INT64_MAX, &t.ticket) != 0)
-				usage();
+				usage(stderr, CLIENT_EXIT_USAGE);
 			break;
 		case 'S': t.subject = optarg; break;
 		case 'r': rtdir = optarg; break;
-		default: usage();
+		case 'h': usage(stdout, CLIENT_EXIT_OK);
+		case 'V': printf("optail %s\n", OP_VERSION); return CLIENT_EXIT_OK;
+		default: usage(stderr, CLIENT_EXIT_USAGE);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(stderr, CLIENT_EXIT_USAGE);
 	rtdir = client_runtime_dir(rtdir);
-	if ((t.ctl = client_connect(rtdir, "ctl.sock")) < 0)
+	if ((t.ctl = client_connect(rtdir, OP_CTL_SOCK)) < 0)
 		return CLIENT_EXIT_NOT_RUNNING;
 	/* Subscribe before replaying so nothing falls between the two. */
-	if (follow && (sub = client_connect(rtdir, "events.sock")) < 0) {
+	if (follow && (sub = client_connect(rtdir, OP_EVENTS_SOCK)) < 0) {
 		close(t.ctl);
 		return CLIENT_EXIT_NOT_RUNNING;
 	}
@@ -139,8 +155,8 @@ main(int argc, char **argv)
 		if (m.type == OP_MSG_EVENT) {
 			int64_t seq = op_json_int(m.body, "seq", 0);
 			if (seq > t.last + 1) {
-				/* PUB dropped something: take it from the ledger, in order. */
-				if (backfill(&t) != 0) {
+				/* The daemon dropped frames for us: take them from the ledger, in order. */
+				if ((rc = backfill(&t)) != 0) {
 					op_msg_clear(&m);
 					break;
 				}
