@@ -562,11 +562,13 @@ rl_node_covers(json_object *node, int64_t window_ms)
 }
 
 static json_object *
-rl_merge_key(const struct rl_kacc *a, json_object *nodes, size_t ncounted, size_t nnodes)
+rl_merge_key(const struct rl_kacc *a, json_object *nodes, size_t ncounted, size_t nnodes,
+    size_t ntruncated)
 {
 	json_object *k = json_object_new_object();
-	/* a node that answered but does not list the key allowed none of it */
-	int complete = ncounted == nnodes;
+	/* a node that answered in full but does not list the key allowed none of
+	 * it; one whose list was cut may have left it out: then the sum is partial */
+	int complete = ncounted == nnodes && (ntruncated == 0 || a->seen == ncounted);
 	int covered = 1;
 
 	for (size_t i = 0; i < json_object_array_length(nodes); i++) {
@@ -621,7 +623,7 @@ rl_obs_node_entry(struct rl_priv *p, size_t i, json_object *h, const char *herr)
 static size_t
 rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 {
-	size_t nn = p->nnodes, answered = 0, ncounted = 0;
+	size_t nn = p->nnodes, answered = 0, ncounted = 0, ntruncated = 0;
 	struct op_http_req reqs[2 * RL_NODES_MAX];
 	char urls[2 * RL_NODES_MAX][RL_REQ_URL_MAX];
 	json_object *counters[RL_NODES_MAX] = {0};
@@ -646,6 +648,12 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 		if (counters[i] == NULL && h != NULL)
 			op_json_set_str(n, "counters_error", cerr);
 		answered += h != NULL || counters[i] != NULL;
+		if (counters[i] && op_json_bool(counters[i], "truncated", 0)) {
+			/* more active keys than the node lists: the ones left out have
+			 * no reading and must not count as healed */
+			ntruncated++;
+			json_object_object_add(n, "counters_truncated", json_object_new_boolean(1));
+		}
 		if (counters[i]) {
 			ncounted++;
 			rl_merge_node(&m, op_json_str(n, "id", p->nodes[i]), counters[i]);
@@ -656,7 +664,7 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 		op_http_req_reset(&reqs[nn + i]);
 	}
 	for (size_t k = 0; k < m.n; k++) {
-		json_object_array_add(keys, rl_merge_key(&m.k[k], nodes, ncounted, nn));
+		json_object_array_add(keys, rl_merge_key(&m.k[k], nodes, ncounted, nn, ntruncated));
 		json_object_put(m.k[k].per_node);
 	}
 	for (size_t i = 0; i < nn; i++)
@@ -666,7 +674,9 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 	json_object_object_add(obs, "nodes", nodes);
 	json_object_object_add(obs, "keys", keys);
 	/* Only a full answer may stand for "this key is gone": see op_obs_complete. */
-	json_object_object_add(obs, "complete", json_object_new_boolean(ncounted == nn));
+	json_object_object_add(obs, "complete",
+	    json_object_new_boolean(ncounted == nn && ntruncated == 0));
+	op_json_set_int(obs, "nodes_truncated", (int64_t)ntruncated);
 	return answered;
 }
 

@@ -26,6 +26,7 @@ struct rln_apireq {
 	int nkeys;
 	int64_t at_ms, now_ms;
 	int has_at;
+	int truncated;      /* /api/counters: more active keys than RLN_COUNTERS_MAX */
 	int64_t limit, window_ms;
 	char key[RLW_KEY_MAX + 1];
 };
@@ -365,6 +366,10 @@ rln_counters_reply(struct rlnode *n, struct rln_apireq *a, redisReply *r)
 		rln_counter_json(n, arr, a, i, r->element[i]);
 	json_object_array_sort(arr, rln_counter_cmp);
 	json_object_object_add(o, "counters", arr);
+	/* the list is every key active in its window unless this says otherwise:
+	 * an observer must not read a key left out as "allowed none" */
+	json_object_object_add(o, "truncated", json_object_new_boolean(a->truncated));
+	op_json_set_int(o, "keys_max", RLN_COUNTERS_MAX);
 	rln_http_reply_json(a->req, 200, o);
 	rln_apireq_free(a);
 }
@@ -402,10 +407,14 @@ rln_collect_local(const char *key, void *val, void *arg)
 {
 	struct rln_collect *c = arg;
 
-	if (c->a->nkeys < RLN_COUNTERS_MAX && rln_map_get(c->seen, key) == NULL) {
-		rln_map_get_or_add(c->seen, key, rln_marker);
-		rln_apireq_add_key(c->a, key, 0);
+	if (rln_map_get(c->seen, key) != NULL)
+		return 0;
+	if (c->a->nkeys >= RLN_COUNTERS_MAX) {
+		c->a->truncated = 1; /* a key this node accounts for goes unlisted */
+		return 0;
 	}
+	rln_map_get_or_add(c->seen, key, rln_marker);
+	rln_apireq_add_key(c->a, key, 0);
 	return 0;
 }
 
@@ -433,6 +442,27 @@ rln_counters_send(struct rlnode *n, struct rln_apireq *a)
 		rln_api_redis_failed(a, NULL, "not connected", 0);
 	free(cmds);
 	free(names);
+}
+
+static int
+rln_window_max(const char *key, void *val, void *arg)
+{
+	const struct rln_limit *l = val;
+	int64_t *w = arg;
+
+	if (l->window_ms > *w)
+		*w = l->window_ms;
+	return 0;
+}
+
+/* The longest window of any key: the default or an explicit one. */
+static int64_t
+rln_window_longest(struct rlnode *n)
+{
+	int64_t w = n->window_ms;
+
+	rln_map_each(&n->limits, rln_window_max, &w, NULL);
+	return w;
 }
 
 static void
@@ -467,6 +497,12 @@ rln_counters_keys(struct rlnode *n, redisReply *r, const char *err, void *arg)
 		rln_apireq_add_key(a, k, (int64_t)strtoll(z->element[i + 1]->str ?
 		    z->element[i + 1]->str : "0", NULL, 10));
 	}
+	/* rl:keys lists the most recent first: when the cap cut it, the first key
+	 * left out was seen no later than the last one listed; if that is within
+	 * the longest window, a key active in its window may be missing */
+	if (z->elements / 2 >= RLN_COUNTERS_MAX && a->nkeys > 0 &&
+	    a->scores[a->nkeys - 1] > a->at_ms - rln_window_longest(n) - RLN_PRUNE_SLACK_MS)
+		a->truncated = 1;
 	c.a = a;
 	c.seen = &seen;
 	rln_map_each(&n->acct, rln_collect_local, &c, NULL);
