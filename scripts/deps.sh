@@ -4,7 +4,7 @@
 # holds the small helpers the demos share.
 OP_DEB_PACKAGES="meson ninja-build pkg-config gcc libnng-dev libmsgpack-dev
   libcurl4-openssl-dev libevent-dev libjson-c-dev libsqlite3-dev libhiredis-dev
-  libinih-dev libsystemd-dev check redis-server jq curl procps
+  libinih-dev libsystemd-dev check redis-server jq curl procps wrk
   etcd-server
   prometheus prometheus-alertmanager systemd"
 

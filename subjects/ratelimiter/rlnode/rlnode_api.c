@@ -110,6 +110,9 @@ rln_api_health(struct rlnode *n, struct evhttp_request *req)
 	op_json_set_int(o, "fail_open_total", (int64_t)n->m.fail_open);
 	op_json_set_int(o, "resets_total", (int64_t)n->m.resets);
 	op_json_set_int(o, "resyncs_total", (int64_t)n->m.resyncs);
+	/* the SHA /check sends with EVALSHA ("" until Redis has the script) */
+	op_json_set_str(o, "check_script_sha", n->check_sha);
+	op_json_set_int(o, "noscript_total", (int64_t)n->noscript);
 	rln_http_reply_json(req, 200, o);
 }
 
