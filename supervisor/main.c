@@ -38,7 +38,7 @@ usage(FILE *f, int code)
 	    "  --verbose        debug logging\n"
 	    "  --help           this text\n"
 	    "  --version        print the version and exit\n"
-	    "See operatord(8) and operatord.conf(5).\n");
+	    "See operatord(8).\n");
 	exit(code);
 }
 
