@@ -6,6 +6,7 @@ OP_DEB_PACKAGES="meson ninja-build pkg-config gcc libnng-dev libmsgpack-dev
   libcurl4-openssl-dev libevent-dev libjson-c-dev libsqlite3-dev libhiredis-dev
   libinih-dev libsystemd-dev check redis-server jq curl procps wrk
   etcd-server
+  libncurses-dev tmux
   prometheus prometheus-alertmanager systemd"
 
 op_install_deps() {
