@@ -340,6 +340,40 @@ op_obs_complete(json_object *obs)
 	    json_object_get_boolean(v);
 }
 
+#define OP_OBS_FOCUS "focus"
+
+void
+op_obs_focus(json_object *obs, const char *entity)
+{
+	json_object *arr;
+
+	if (obs == NULL || entity == NULL || op_obs_in_focus(obs, entity))
+		return;
+	if (!json_object_object_get_ex(obs, OP_OBS_FOCUS, &arr) ||
+	    !json_object_is_type(arr, json_type_array)) {
+		arr = json_object_new_array();
+		json_object_object_add(obs, OP_OBS_FOCUS, arr);
+	}
+	json_object_array_add(arr, json_object_new_string(entity));
+}
+
+json_object *
+op_obs_focus_list(json_object *obs)
+{
+	return op_json_arr(obs, OP_OBS_FOCUS);
+}
+
+int
+op_obs_in_focus(json_object *obs, const char *entity)
+{
+	json_object *arr = op_obs_focus_list(obs);
+
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(arr, i)), entity))
+			return 1;
+	return 0;
+}
+
 void
 op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
     const char *entity)

@@ -252,6 +252,15 @@ const struct op_subject_ops *op_subject_kind(const char *name);
  * a key missing because Redis is down has not healed. */
 int op_obs_complete(json_object *obs);
 
+/* Focus: the entities a caller needs an explicit reading for (a ticket's
+ * entity, the observer's firing fingerprints). A subject whose lists leave
+ * out what is idle (a key with no traffic in its window) reads each focus
+ * entity it can account for explicitly, so that absence never has to stand
+ * for "healed". op_obs_focus adds one to an observation before check(). */
+void op_obs_focus(json_object *obs, const char *entity);
+int op_obs_in_focus(json_object *obs, const char *entity);
+json_object *op_obs_focus_list(json_object *obs); /* array or NULL */
+
 /* Fingerprint = subject/invariant/entity: identity never comes from LLM text. */
 void op_fingerprint(char *out, size_t outlen, const char *subject, const char *invariant,
     const char *entity);

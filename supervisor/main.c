@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "subjects/subject.h"
 #include "supervisor/alerts.h"
+#include "supervisor/ha.h"
 #include "supervisor/metrics.h"
 #include "supervisor/od.h"
 #include "workers/worker.h"
@@ -52,6 +53,7 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 	for (size_t i = 0; i < op_config_section_count(cfg); i++) {
 		const char *sec = op_config_section_name(cfg, i);
 		if (strcmp(sec, "operatord") && strcmp(sec, "chaos") && strcmp(sec, "diagnoser") && strcmp(sec, "safety") && strcmp(sec, "alerts") &&
+		    strcmp(sec, "ha") &&
 		    strncmp(sec, "subject.", 8)) {
 			snprintf(err, errlen, "unknown section [%s]", sec);
 			return -1;
@@ -119,6 +121,8 @@ od_load_settings(struct op_config *cfg, char *err, size_t errlen)
 	if (policy_load(cfg, &od->safety, err, errlen) != 0)
 		return -1;
 	if (alerts_check_config(cfg, err, errlen) != 0)
+		return -1;
+	if (ha_configure(cfg, err, errlen) != 0) /* [ha] */
 		return -1;
 	/* Subjects and workers validate their own sections. */
 	struct op_subjects subjects;
@@ -188,6 +192,123 @@ od_lock(char *err, size_t errlen)
 	return 0;
 }
 
+/* Copies src to dst through a temporary file and a rename, so a reader never
+ * sees half a file. */
+static int
+od_copy_file(const char *src, const char *dst, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX + 32], buf[8192];
+	int in = open(src, O_RDONLY | O_CLOEXEC), out;
+	ssize_t n;
+
+	if (in < 0) {
+		snprintf(err, errlen, "%s: %s", src, strerror(errno));
+		return -1;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", dst);
+	out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		close(in);
+		return -1;
+	}
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		if (write(out, buf, (size_t)n) != n) {
+			n = -1;
+			break;
+		}
+	close(in);
+	if (close(out) != 0 || n < 0 || rename(tmp, dst) != 0) {
+		snprintf(err, errlen, "%s: %s", dst, strerror(errno));
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+/* The configuration a worker reads is the copy the supervisor validated: a
+ * file edited on disk (and not yet reloaded) never reaches a restarted
+ * worker. The copy is validated itself, so what was checked is what runs. */
+static struct op_config *
+od_snapshot_config(char *err, size_t errlen)
+{
+	char pending[PATH_MAX + 32];
+	struct op_config *cfg;
+
+	snprintf(pending, sizeof(pending), "%s/config.pending", od->runtime_dir);
+	if (od_copy_file(od->config_path, pending, err, errlen) != 0)
+		return NULL;
+	cfg = op_config_load(pending, err, errlen);
+	if (cfg == NULL)
+		unlink(pending);
+	return cfg;
+}
+
+static int
+od_activate_config(char *err, size_t errlen)
+{
+	char pending[PATH_MAX + 32];
+
+	snprintf(pending, sizeof(pending), "%s/config.pending", od->runtime_dir);
+	snprintf(od->active_config, sizeof(od->active_config), "%s/config", od->runtime_dir);
+	if (rename(pending, od->active_config) != 0) {
+		snprintf(err, errlen, "%s: %s", od->active_config, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+od_reload(const char *who, char *err, size_t errlen)
+{
+	struct op_config *cfg = od_snapshot_config(err, errlen);
+	struct od saved;
+
+	if (cfg == NULL)
+		return -1;
+	saved = *od;
+	memset(&od->safety, 0, sizeof(od->safety));
+	if (od_load_settings(cfg, err, errlen) != 0 ||
+	    strcmp(saved.runtime_dir, od->runtime_dir) || strcmp(saved.state_dir, od->state_dir)) {
+		if (strcmp(saved.runtime_dir, od->runtime_dir) || strcmp(saved.state_dir, od->state_dir))
+			snprintf(err, errlen, "runtime_dir and state_dir change only with a restart");
+		policy_free(&od->safety);
+		*od = saved;
+		op_config_free(cfg);
+		log_err("reload refused, the running configuration stays: %s", err);
+		return -1;
+	}
+	if (od_activate_config(err, errlen) != 0) {
+		policy_free(&od->safety);
+		*od = saved;
+		op_config_free(cfg);
+		return -1;
+	}
+	policy_free(&saved.safety);
+	op_config_free(saved.cfg);
+	od->cfg = cfg;
+	outbox_begin();
+	json_object *d = json_object_new_object();
+	json_object_object_add(d, "by", json_object_new_string(who));
+	json_object_object_add(d, "mode", json_object_new_string(od->mode));
+	outbox_event("config_reloaded", 0, NULL, NULL, NULL, d);
+	if (strcmp(saved.mode, od->mode) != 0) {
+		/* The file's mode applies at a reload as at a start. */
+		json_object *m = json_object_new_object();
+		json_object_object_add(m, "from", json_object_new_string(saved.mode));
+		json_object_object_add(m, "to", json_object_new_string(od->mode));
+		json_object_object_add(m, "by", json_object_new_string(who));
+		ledger_set_setting(od->ledger, "mode", od->mode);
+		outbox_event("mode_changed", 0, NULL, NULL, NULL, m);
+		acting_settings_changed();
+	}
+	outbox_commit();
+	log_info("configuration reloaded (mode %s); restarting the workers", od->mode);
+	for (int i = 0; i < OD_NWORKERS; i++)
+		proc_restart_worker(&od->w[i]);
+	return 0;
+}
+
 static void
 od_on_signal(evutil_socket_t sig, short ev, void *arg)
 {
@@ -198,9 +319,9 @@ od_on_signal(evutil_socket_t sig, short ev, void *arg)
 		return;
 	}
 	if (sig == SIGHUP) {
-		log_info("SIGHUP: restarting workers to re-read the configuration");
-		for (int i = 0; i < OD_NWORKERS; i++)
-			proc_restart_worker(&od->w[i]);
+		char err[512] = "";
+		log_info("SIGHUP: reloading %s", od->config_path);
+		od_reload("SIGHUP", err, sizeof(err));
 		return;
 	}
 	if (od->shutting_down) {
@@ -221,6 +342,7 @@ od_begin_shutdown(int exit_code)
 		return;
 	od->shutting_down = 1;
 	od->exit_code = exit_code;
+	ha_shutdown(); /* [ha] step down first: nothing starts here, a standby takes over */
 	notify_systemd("STOPPING=1\nSTATUS=stopping workers");
 	control_stop_accepting();
 	for (int i = 0; i < OD_NWORKERS; i++)
@@ -254,6 +376,7 @@ od_cleanup(void)
 {
 	char path[PATH_MAX + 32];
 
+	ha_free(); /* [ha] a lease still held is revoked */
 	control_close();
 	metrics_close();
 	alerts_close();
@@ -360,6 +483,11 @@ main(int argc, char **argv)
 	snprintf(path, sizeof(path), "%s/ledger.db", od->state_dir);
 	if (ledger_open(&od->ledger, path, err, sizeof(err)) != 0)
 		fatal("ledger: %s", err);
+	/* What was validated above is what the workers will read. */
+	op_config_free(od->cfg);
+	if ((od->cfg = od_snapshot_config(err, sizeof(err))) == NULL ||
+	    od_activate_config(err, sizeof(err)) != 0)
+		fatal("%s", err);
 	od_restore_settings();
 	od->base = event_base_new();
 	od->started_mono = op_mono_ms();
@@ -370,6 +498,8 @@ main(int argc, char **argv)
 		fatal("%s", err);
 	if (alerts_open(od->cfg, err, sizeof(err)) != 0)
 		fatal("%s", err);
+	if (ha_start(err, sizeof(err)) != 0) /* [ha] campaign for each subject */
+		fatal("[ha] %s", err);
 	static const int sigs[] = {SIGTERM, SIGINT, SIGCHLD, SIGHUP};
 	for (size_t i = 0; i < OP_ARRAY_LEN(sigs); i++) {
 		od->sig_ev[i] = evsignal_new(od->base, sigs[i], od_on_signal, NULL);

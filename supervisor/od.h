@@ -121,6 +121,7 @@ struct od {
 	struct event_base *base;
 	struct op_config *cfg;
 	char config_path[PATH_MAX];
+	char active_config[PATH_MAX + 16]; /* the validated copy the workers read */
 	char runtime_dir[PATH_MAX];
 	char state_dir[PATH_MAX];
 	struct ledger *ledger;
@@ -153,6 +154,9 @@ extern struct od *od;
 
 /* main.c */
 void od_begin_shutdown(int exit_code);
+/* Re-reads the configuration file; a bad one is refused whole (err says why)
+ * and the running one stays. Applies mode and [safety], restarts the workers. */
+int od_reload(const char *who, char *err, size_t errlen);
 const char *od_worker_state_name(enum od_wstate s);
 
 /* proc.c */
@@ -198,6 +202,10 @@ json_object *acting_settings_body(void);
 void acting_settings_changed(void);
 const char *acting_expiry_outcome(const struct action *a);
 void acting_tick_start(void);
+/* issue 9: verification credit and undo (acting.c) */
+int acting_unproven(const struct ticket *t, const struct action *a, char *why, size_t len);
+int acting_undo_if_worse(struct ticket *t, struct action *a, json_object *figures);
+void acting_undo_result(struct ticket *t, struct action *a, json_object *body);
 
 /* operator.c: the operator verbs */
 int operator_approve(int64_t action_id, const char *who, char *err, size_t errlen);
@@ -246,6 +254,8 @@ json_object *policy_budgets(void);
  * between from_ms and to_ms: a heal in that window is "unproven". */
 int policy_fault_undone_in(const char *subject, const char *entity, int64_t from_ms,
     int64_t to_ms, char *why, size_t len);
+/* Adds "undo" to action rows: {what, data} when reversible, "irreversible". */
+void policy_annotate_undo(json_object *rows);
 
 /* postmortem.c */
 json_object *postmortem_build(int64_t ticket_id);

@@ -129,7 +129,7 @@ proc_spawn(struct od_worker *w)
 		proc_self_exe_done = 1;
 	}
 	snprintf(title, sizeof(title), "operatord: %s", w->name);
-	char *const argv[] = {title, "--worker", (char *)w->name, "--config", od->config_path,
+	char *const argv[] = {title, "--worker", (char *)w->name, "--config", od->active_config,
 		"--runtime-dir", od->runtime_dir, NULL};
 	pid = fork();
 	if (pid < 0) {

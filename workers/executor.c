@@ -8,6 +8,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "supervisor/ha.h"
 #include "workers/worker.h"
 
 /* Transport errors that prove the request never reached the system (the
@@ -61,6 +62,8 @@ exec_reply(struct worker *w, struct op_msg *m, const char *status, const char *k
 	json_object_object_add(b, "reason", json_object_new_string(reason ? reason : ""));
 	json_object_object_add(b, "result", result);
 	json_object_object_add(b, "duration_ms", json_object_new_int64(op_mono_ms() - t0));
+	if (op_json_obj(m->body, "undo") != NULL) /* issue 9: the result of an undo */
+		json_object_object_add(b, "undo", json_object_new_boolean(1));
 	worker_send(w, OP_MSG_ACTION_RESULT, m->id, b);
 }
 
@@ -75,6 +78,46 @@ exec_gate(struct worker *w)
 	if (strcmp(w->mode, "observe") == 0)
 		return "mode";
 	return NULL;
+}
+
+/* issue 9: a long action's cancellation points ask this. Settings frames
+ * are applied as they arrive (worker_drain defers every other frame while
+ * the action runs), so the kill switch reaches a running action at once. */
+static int
+exec_cancelled(void *arg)
+{
+	struct worker *w = arg;
+
+	worker_drain(w);
+	return w->kill_switch || w->stopping;
+}
+
+/* issue 9: the undo of an action that made things worse ({"undo": {...}} in
+ * the job): the subject's revert, with what execute() recorded. Never under
+ * the kill switch or in observe mode. */
+static void
+exec_undo(struct worker *w, struct op_msg *m, struct op_subject *sj,
+    const struct op_action_def *def, int64_t t0)
+{
+	json_object *result = NULL;
+	const char *why;
+	char err[512] = "";
+
+	if ((why = exec_gate(w)) != NULL) {
+		if (!w->stopping)
+			exec_reply(w, m, "skipped", why, why, NULL, t0);
+		return;
+	}
+	if (def->revert == NULL) {
+		exec_reply(w, m, "skipped", "invalid", "the action has no undo", NULL, t0);
+		return;
+	}
+	log_info("undoing %s for ticket %lld", def->name,
+	    (long long)op_json_int(m->body, "ticket_id", 0));
+	if (def->revert(sj, op_json_obj(m->body, "undo"), &result, err, sizeof(err)) != 0)
+		exec_reply(w, m, "failed", NULL, err, result, t0);
+	else
+		exec_reply(w, m, "executed", NULL, NULL, result, t0);
 }
 
 static void
@@ -105,6 +148,10 @@ exec_handle(struct worker *w, struct op_msg *m)
 		exec_reply(w, m, "skipped", "invalid", err[0] ? err : "no parameters", NULL, t0);
 		return;
 	}
+	if (op_json_obj(m->body, "undo") != NULL) {
+		exec_undo(w, m, sj, def, t0);
+		return;
+	}
 	if ((why = exec_gate(w)) != NULL) {
 		/* Stopping: no answer; the supervisor marks the action unknown and verifies. */
 		if (!w->stopping)
@@ -119,6 +166,7 @@ exec_handle(struct worker *w, struct op_msg *m)
 		return;
 	}
 	struct op_readings rd = {0};
+	op_obs_focus(obs, entity); /* the ticket's entity needs an explicit reading */
 	sj->ops->check(sj, obs, &rd);
 	const struct op_reading *r = op_readings_find(&rd, invariant, entity);
 	if (r != NULL && r->state == OP_RD_HEALTHY) {
@@ -149,11 +197,37 @@ exec_handle(struct worker *w, struct op_msg *m)
 			exec_reply(w, m, "skipped", why, why, NULL, t0);
 		goto out;
 	}
+	/* [ha] the fence: still the leader under this job's term, kill switch off
+	 * cluster-wide (one etcd transaction, supervisor/ha_fence.c). */
+	char fkind[16], fwhy[400];
+	if (ha_fence_exec(w->cfg, m->body, fkind, sizeof(fkind), fwhy, sizeof(fwhy)) != 0) {
+		exec_reply(w, m, "skipped", fkind, fwhy, NULL, t0);
+		goto out;
+	}
 	log_info("executing %s %s for ticket %lld", action,
 	    json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
 	    (long long)op_json_int(m->body, "ticket_id", 0));
 	err[0] = '\0';
-	if (sj->ops->execute(sj, action, params, &result, err, sizeof(err)) != 0)
+	/* issue 9: cancellation points and the blast radius left for an action
+	 * that picks its nodes; the subject's state before, to tell later
+	 * whether the action made it worse */
+	json_object *blast = op_json_obj(m->body, "blast");
+	struct op_exec_ctx ctx = {exec_cancelled, w, blast ? op_json_int(blast, "new_max", -1) : -1,
+		op_json_arr(blast, "touched")};
+	struct op_health before;
+	op_health_of(sj, obs, invariant, entity, &before);
+	op_exec_ctx_set(&ctx);
+	int rc = sj->ops->execute(sj, action, params, &result, err, sizeof(err));
+	int cancelled = rc != 0 && op_action_cancelled();
+	op_exec_ctx_set(NULL);
+	if (result == NULL)
+		result = json_object_new_object();
+	json_object_object_add(result, "health_before", op_health_json(&before));
+	if (!json_object_object_get_ex(result, "nodes_total", NULL) && op_obs_nodes(obs) > 0)
+		json_object_object_add(result, "nodes_total", json_object_new_int64(op_obs_nodes(obs)));
+	if (cancelled)
+		exec_reply(w, m, "cancelled", "kill switch", err, result, t0);
+	else if (rc != 0)
 		exec_reply(w, m, "failed", NULL, err, result, t0);
 	else
 		exec_reply(w, m, "executed", NULL, NULL, result, t0);

@@ -17,7 +17,6 @@ struct obs_state {
 	char fp[512];
 	char subject[OP_NAME_MAX], invariant[OP_NAME_MAX], entity[OP_ENTITY_MAX];
 	int firing;
-	int seen;
 	int64_t violated_since, healthy_since;
 	struct obs_state *next;
 };
@@ -74,7 +73,6 @@ obs_apply(struct worker *w, struct observer *o, const char *subject, const char 
 
 	if (s == NULL)
 		return;
-	s->seen = 1;
 	switch (r->state) {
 	case OP_RD_VIOLATED:
 		s->healthy_since = 0;
@@ -122,9 +120,6 @@ obs_poll_subject(struct worker *w, struct observer *o, struct op_subject *sj, in
 	struct op_readings rd = {0};
 	int64_t t0 = op_mono_ms();
 
-	for (struct obs_state *s = o->states; s; s = s->next)
-		if (strcmp(s->subject, sj->name) == 0)
-			s->seen = 0;
 	if (sj->ops->observe(sj, &obs, err, sizeof(err)) != 0) {
 		/* An observation that fails is a violation of its own and never clears anything. */
 		json_object *ev = json_object_new_object();
@@ -133,13 +128,14 @@ obs_poll_subject(struct worker *w, struct observer *o, struct op_subject *sj, in
 		    "%s cannot be observed: %s", sj->name, err);
 		obs_apply(w, o, sj->name, OBS_UNREACHABLE, "critical", OBS_UNREACHABLE_HOLD_MS,
 		    OBS_UNREACHABLE_CLEAR_MS, &rd.v[0], now);
-		for (struct obs_state *s = o->states; s; s = s->next)
-			if (strcmp(s->subject, sj->name) == 0)
-				s->seen = 1;
 		goto out;
 	}
 	op_readings_add(&rd, OBS_UNREACHABLE, sj->name, OP_RD_HEALTHY, 0, 0, NULL,
 	    "%s observed", sj->name);
+	/* What is firing needs an explicit reading to heal. */
+	for (struct obs_state *s = o->states; s; s = s->next)
+		if (s->firing && !strcmp(s->subject, sj->name))
+			op_obs_focus(obs, s->entity);
 	sj->ops->check(sj, obs, &rd);
 	for (size_t i = 0; i < rd.n; i++) {
 		const struct op_reading *r = &rd.v[i];
@@ -171,6 +167,8 @@ out:
 		json_object_object_add(b, "subject", json_object_new_string(sj->name));
 		json_object_object_add(b, "ok", json_object_new_boolean(obs != NULL));
 		json_object_object_add(b, "duration_ms", json_object_new_int64(op_mono_ms() - t0));
+		/* issue 9: the blast radius's denominator (TiKV: the stores PD lists) */
+		json_object_object_add(b, "nodes", json_object_new_int64(op_obs_nodes(obs)));
 		worker_send(w, OP_MSG_OBSERVED, 0, b);
 	}
 	op_readings_clear(&rd);

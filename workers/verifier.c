@@ -108,8 +108,13 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 	if (!due)
 		return;
 	ok = sj->ops->observe(sj, &obs, err, sizeof(err)) == 0;
-	if (ok)
+	if (ok) {
+		/* Every entity judged here needs an explicit reading. */
+		for (struct vjob *j = v->jobs; j; j = j->next)
+			if (!strcmp(j->subject, sj->name))
+				op_obs_focus(obs, j->entity);
 		sj->ops->check(sj, obs, &rd);
+	}
 	for (struct vjob **pp = &v->jobs; *pp;) {
 		struct vjob *j = *pp;
 		if (strcmp(j->subject, sj->name) != 0 || now < j->base_mono + j->delay_ms) {
@@ -126,6 +131,11 @@ ver_check_subject(struct worker *w, struct verifier *v, struct op_subject *sj, i
 		j->checks++;
 		json_object_put(j->last);
 		j->last = ver_figures(j, r, now);
+		if (ok) { /* issue 9: is the subject worse than before the action? */
+			struct op_health h;
+			op_health_of(sj, obs, j->invariant, j->entity, &h);
+			json_object_object_add(j->last, "health", op_health_json(&h));
+		}
 		if (!ok) {
 			/* Not seeing the system is never evidence that it healed. */
 			json_object_object_add(j->last, "error", json_object_new_string(err));

@@ -928,6 +928,46 @@ rl_check_latency(const struct rl_priv *p, json_object *n, struct op_readings *ou
 	    (long long)checks, thr);
 }
 
+static int
+rl_listed(json_object *arr, const char *field, const char *v)
+{
+	for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
+		if (!strcmp(op_json_str(json_object_array_get_idx(arr, i), field, ""), v))
+			return 1;
+	return 0;
+}
+
+/* A key asked about (a ticket's) that no node lists: each node lists every
+ * key active in its window unless it says "truncated", so in a complete
+ * observation (Redis and every node answered, no list cut) an unlisted key
+ * is idle: nothing allowed, nothing counted in Redis. That is an explicit
+ * account, read as such; in any other observation it cannot be told. */
+static void
+rl_check_idle_focus(json_object *obs, json_object *nodes, json_object *keys,
+    struct op_readings *out)
+{
+	json_object *focus = op_obs_focus_list(obs);
+	int complete = op_obs_complete(obs);
+
+	for (size_t i = 0; focus && i < json_object_array_length(focus); i++) {
+		const char *key = json_object_get_string(json_object_array_get_idx(focus, i));
+		if (key == NULL || !strcmp(key, "redis") || rl_listed(nodes, "id", key) ||
+		    rl_listed(keys, "key", key))
+			continue;
+		enum op_rd_state st = complete ? OP_RD_HEALTHY : OP_RD_BAND;
+		json_object *ev = json_object_new_object();
+		op_json_set_str(ev, "key", key);
+		json_object_object_add(ev, "listed", json_object_new_boolean(0));
+		json_object_object_add(ev, "complete", json_object_new_boolean(complete));
+		op_readings_add(out, RL_INV_DRIFT, key, st, 0, 0, json_object_get(ev), complete ?
+		    "key %s idle in its window on every node and in Redis: no drift" :
+		    "key %s not listed and the observation is incomplete: drift cannot be told", key);
+		op_readings_add(out, RL_INV_OVER, key, st, 0, 0, ev, complete ?
+		    "key %s idle in its window on every node: nothing allowed" :
+		    "key %s not listed and the observation is incomplete", key);
+	}
+}
+
 void
 rl_check(struct op_subject *s, json_object *obs, struct op_readings *out)
 {
@@ -945,6 +985,7 @@ rl_check(struct op_subject *s, json_object *obs, struct op_readings *out)
 		rl_check_over(k, out);
 		rl_check_ghost(k, out);
 	}
+	rl_check_idle_focus(obs, nodes, keys, out);
 }
 
 const struct op_subject_ops rl_subject_ops = {
