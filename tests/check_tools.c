@@ -5,10 +5,11 @@
  * tests; systemd-analyze rates the unit's exposure at 4.0 or lower and
  * finds nothing but uninstalled files to complain about; the sysusers file
  * parses; `meson install` into a DESTDIR lays out binaries, man pages, unit,
- * sysusers file, rules and sample configuration.
+ * sysusers file, rules and sample configuration; --check-config reports a
+ * bad [alerts] section.
  *
  * Inputs from meson (tests/meson.build): TOOL_BINS ("name=path;..."),
- * OP_SOURCE_ROOT, OP_BUILD_ROOT, OP_PREFIX, OP_SYSCONFDIR, OP_VERSION_STR.
+ * OPERATORD_BIN, OP_SOURCE_ROOT, OP_BUILD_ROOT, OP_PREFIX, OP_SYSCONFDIR, OP_VERSION_STR.
  */
 #include <check.h>
 #include <stdio.h>
@@ -148,6 +149,54 @@ START_TEST(t_systemd_unit)
 }
 END_TEST
 
+/* operatord --check-config on a configuration with this [alerts] section. */
+static int
+t_check_alerts(const char *alerts, char **err)
+{
+	char path[] = "/tmp/check_tools_conf.XXXXXX", *out = NULL;
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f, "[operatord]\nruntime_dir = /tmp/check_tools_run\nstate_dir = /tmp/check_tools_state\n"
+	    "[subject.ratelimiter]\nredis = 127.0.0.1:6379\nnodes = http://127.0.0.1:8001\n"
+	    "[alerts]\n%s\n", alerts);
+	fclose(f);
+	char *argv[] = {(char *)t_env("OPERATORD_BIN"), "--config", path, "--check-config", NULL};
+	int rc = h_run(argv, T_RUN_MS, &out, err);
+	free(out);
+	unlink(path);
+	return rc;
+}
+
+START_TEST(t_alerts_config)
+{
+	static const struct {
+		const char *conf, *why;
+	} bad[] = {
+		{"alertmanager = ftp://127.0.0.1:9093", "[alerts] alertmanager"},
+		{"alertmanager = http://127.0.0.1:9093,,http://127.0.0.1:9094", "empty URL"},
+		{"alertmanager = http://127.0.0.1:9093\nresend_interval = 10ms", "[alerts] resend_interval"},
+		{"alertmanager = http://127.0.0.1:9093\ntimeout = soon", "[alerts] timeout"},
+		{"alertmanager = http://127.0.0.1:9093\npager = yes", "[alerts] pager: unknown key"},
+		{"resend_interval = 30s", "[alerts] alertmanager: missing"},
+	};
+	char *err = NULL;
+
+	for (size_t i = 0; i < OP_ARRAY_LEN(bad); i++) {
+		int rc = t_check_alerts(bad[i].conf, &err);
+		ck_assert_msg(rc == 1 && err && strstr(err, bad[i].why),
+		    "[alerts] %s: exit %d, stderr \"%s\" (want 1 and \"%s\")", bad[i].conf, rc,
+		    err ? err : "", bad[i].why);
+		free(err);
+		err = NULL;
+	}
+	int rc = t_check_alerts("alertmanager = http://127.0.0.1:9093/, https://am.example:9093\n"
+	    "resend_interval = 30s\ntimeout = 2s", &err);
+	ck_assert_msg(rc == 0, "a good [alerts] section was refused: %s", err ? err : "");
+	free(err);
+}
+END_TEST
+
 static void
 t_installed(const char *dest, const char *prefix, const char *rel, int exec)
 {
@@ -213,6 +262,7 @@ main(void)
 	tcase_set_timeout(tc, 180);
 	tcase_add_test(tc, t_unix_tools);
 	tcase_add_test(tc, t_prometheus_rules);
+	tcase_add_test(tc, t_alerts_config);
 	tcase_add_test(tc, t_systemd_unit);
 	tcase_add_test(tc, t_install_tree);
 	suite_add_tcase(s, tc);
