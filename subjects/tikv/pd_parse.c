@@ -1293,7 +1293,7 @@ rs_key(struct pd_regscan *s)
 	if (s->tok_long || s->ntok < 2 || s->ntok > 13)
 		return 0;
 	for (size_t i = 0; i < sizeof(rs_keys) / sizeof(rs_keys[0]); i++)
-		if (rs_keys[i].name[0] == s->tok[0] && rs_keys[i].name[s->ntok] == '\0' &&
+		if (rs_keys[i].name[0] == s->tok[0] && strlen(rs_keys[i].name) == s->ntok &&
 		    memcmp(rs_keys[i].name, s->tok, s->ntok) == 0) {
 			f->key = rs_keys[i].id;
 			break;
