@@ -1,6 +1,6 @@
-/* libFuzzer target for the frame decoder: build with
- *   CC=clang meson setup build-fuzz -Dfuzz=true && ninja -C build-fuzz protocol/fuzz_msg
- * and run ./build-fuzz/protocol/fuzz_msg -max_total_time=60 */
+/* libFuzzer target for the frame decoder (protocol/msg.c): any bytes that
+ * decode must re-encode and decode to the same frame. Run it with
+ *   scripts/fuzz.sh msg 60 */
 #include <stddef.h>
 #include <stdint.h>
 
