@@ -28,6 +28,7 @@
 #include "common/util.h"
 #include "protocol/ctl.h"
 #include "protocol/frame.h"
+#include "supervisor/ha.h"
 #include "supervisor/od.h"
 
 #define CTL_UID_SHARE 16          /* connections one non-root uid may hold at once */
@@ -366,22 +367,18 @@ parse_id(struct ctl_req *r, size_t i, int64_t *id)
 	return 0;
 }
 
-static json_object *
-control_ticket(int64_t id)
-{
-	json_object *t = ledger_row(od->ledger, "SELECT * FROM tickets WHERE id=?1", "i", id);
+#define CONTROL_LIST_MAX 500 /* rows of a tickets or actions listing */
 
-	if (t == NULL)
-		return NULL;
-	json_object_object_add(t, "diagnoses", ledger_rows(od->ledger,
-	    "SELECT * FROM diagnoses WHERE ticket_id=?1 ORDER BY id", "i", id));
-	json_object_object_add(t, "actions", ledger_rows(od->ledger,
-	    "SELECT * FROM actions WHERE ticket_id=?1 ORDER BY step", "i", id));
-	json_object_object_add(t, "verifications", ledger_rows(od->ledger,
-	    "SELECT * FROM verifications WHERE ticket_id=?1 ORDER BY id", "i", id));
-	json_object_object_add(t, "events", ledger_rows(od->ledger,
-	    "SELECT seq,ts,type,data FROM events WHERE ticket=?1 ORDER BY seq", "i", id));
-	return t;
+/* Commits an operator's change; when the ledger refuses it, nothing of it
+ * happened (nothing was sent) and the client is told so. */
+static int
+control_commit(struct ctl_req *r)
+{
+	if (outbox_commit() == 0)
+		return 0;
+	snprintf(r->err, sizeof(r->err), "the ledger refused the change (see the daemon's log):"
+	    " nothing was done");
+	return -1;
 }
 
 /* Returns 0 once the setting is committed; -1 when the ledger refused it
@@ -412,12 +409,14 @@ cmd_status(struct ctl_req *r)
 	json_object_object_add(s, "uptime_ms", json_object_new_int64(op_mono_ms() - od->started_mono));
 	json_object_object_add(s, "chaos_enabled", json_object_new_boolean(od->chaos_enabled));
 	json_object_object_add(s, "workers", proc_workers_json());
-	json_object_object_add(s, "tickets", ledger_rows(od->ledger,
-	    "SELECT status, COUNT(*) AS count FROM tickets GROUP BY status", ""));
+	json_object_object_add(s, "tickets", ticket_counts_json());
 	json_object_object_add(s, "last_seq", json_object_new_int64(ledger_scalar(od->ledger, 0,
 	    "SELECT MAX(seq) FROM events", "")));
 	json_object_object_add(s, "safety", policy_status());
 	json_object_object_add(s, "budgets", policy_budgets()); /* issue 9: every bucket */
+	json_object *ha = ha_status(); /* [ha] role, leader and term per subject */
+	if (ha != NULL)
+		json_object_object_add(s, "ha", ha);
 	r->res = s;
 	return 0;
 }
@@ -434,11 +433,7 @@ cmd_tickets(struct ctl_req *r)
 {
 	const char *filter = arg(r->args, 0);
 
-	if (filter && !strcmp(filter, "open"))
-		r->res = ledger_rows(od->ledger, "SELECT * FROM tickets WHERE closed_at IS NULL"
-		    " ORDER BY id DESC", "");
-	else
-		r->res = ledger_rows(od->ledger, "SELECT * FROM tickets ORDER BY id DESC LIMIT 500", "");
+	r->res = ticket_list_json(filter && !strcmp(filter, "open"), CONTROL_LIST_MAX);
 	return 0;
 }
 
@@ -453,7 +448,7 @@ ticket_show(struct ctl_req *r, int pm)
 	}
 	if (arg(r->args, 1) && !strcmp(arg(r->args, 1), "--postmortem"))
 		pm = 1;
-	if (parse_id(r, 0, &n) == 0 && (r->res = pm ? postmortem_build(n) : control_ticket(n)) == NULL)
+	if (parse_id(r, 0, &n) == 0 && (r->res = pm ? postmortem_build(n) : ticket_record_json(n)) == NULL)
 		snprintf(r->err, sizeof(r->err), "no ticket %lld", (long long)n);
 	return 0;
 }
@@ -473,7 +468,8 @@ cmd_postmortem(struct ctl_req *r)
 static int
 cmd_actions(struct ctl_req *r)
 {
-	r->res = ledger_rows(od->ledger, "SELECT * FROM actions ORDER BY id DESC LIMIT 500", "");
+	r->res = action_list_json(CONTROL_LIST_MAX);
+	policy_annotate_undo(r->res); /* issue 9: what would be undone */
 	return 0;
 }
 
@@ -583,8 +579,8 @@ cmd_approve_reject(struct ctl_req *r, int approve)
 	int rc = approve ? operator_approve(n, r->who, r->err, sizeof(r->err))
 	    : operator_reject(n, r->who, arg(r->args, 1), r->err, sizeof(r->err));
 	if (rc == 0) {
-		outbox_commit();
-		r->res = json_object_new_int64(n);
+		if (control_commit(r) == 0)
+			r->res = json_object_new_int64(n);
 	} else {
 		outbox_abort();
 	}
@@ -621,8 +617,8 @@ ticket_verb(struct ctl_req *r, enum op_ctl_cmd cmd)
 	default: rc = operator_hold(n, cmd == OP_CTL_HOLD, r->who, r->err, sizeof(r->err)); break;
 	}
 	if (rc == 0) {
-		outbox_commit();
-		r->res = control_ticket(n);
+		if (control_commit(r) == 0)
+			r->res = ticket_record_json(n);
 	} else {
 		outbox_abort();
 	}
@@ -710,9 +706,8 @@ cmd_act(struct ctl_req *r)
 	if (steps != NULL && parse_id(r, 0, &n) == 0) {
 		outbox_begin();
 		if (operator_submit(n, steps, nb, r->who, r->err, sizeof(r->err)) == 0) {
-			outbox_commit();
-			r->res = ledger_rows(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
-			    " requested_by IS NOT NULL ORDER BY step", "i", n);
+			if (control_commit(r) == 0)
+				r->res = action_rows_of_ticket(n, 1);
 		} else {
 			outbox_abort();
 		}
@@ -733,8 +728,8 @@ cmd_level(struct ctl_req *r)
 	} else {
 		outbox_begin();
 		if (operator_set_level(subj ? subj : "*", a, lv, r->who, r->err, sizeof(r->err)) == 0) {
-			outbox_commit();
-			r->res = json_object_new_string(lv);
+			if (control_commit(r) == 0)
+				r->res = json_object_new_string(lv);
 		} else {
 			outbox_abort();
 		}
@@ -801,11 +796,11 @@ cmd_restart(struct ctl_req *r)
 static int
 cmd_reload(struct ctl_req *r)
 {
-	/* Workers re-read the configuration when they start. */
+	/* A bad file is refused whole; the running configuration stays. */
+	if (od_reload(r->who, r->err, sizeof(r->err)) != 0)
+		return 0;
 	control_load_acl();
-	for (int i = 0; i < OD_NWORKERS; i++)
-		proc_restart_worker(&od->w[i]);
-	r->res = json_object_new_string("workers restarting with the current configuration");
+	r->res = json_object_new_string("configuration reloaded; workers restarting");
 	return 0;
 }
 

@@ -268,10 +268,13 @@ od_reload(const char *who, char *err, size_t errlen)
 		return -1;
 	saved = *od;
 	memset(&od->safety, 0, sizeof(od->safety));
-	if (od_load_settings(cfg, err, errlen) != 0 ||
-	    strcmp(saved.runtime_dir, od->runtime_dir) || strcmp(saved.state_dir, od->state_dir)) {
-		if (strcmp(saved.runtime_dir, od->runtime_dir) || strcmp(saved.state_dir, od->state_dir))
-			snprintf(err, errlen, "runtime_dir and state_dir change only with a restart");
+	int bad = od_load_settings(cfg, err, errlen) != 0;
+	if (!bad && (strcmp(saved.runtime_dir, od->runtime_dir) ||
+	    strcmp(saved.state_dir, od->state_dir))) {
+		snprintf(err, errlen, "runtime_dir and state_dir change only with a restart");
+		bad = 1;
+	}
+	if (bad) {
 		policy_free(&od->safety);
 		*od = saved;
 		op_config_free(cfg);

@@ -108,7 +108,7 @@ pm_figure(json_object *f, const char *name, int64_t from, int64_t to)
 json_object *
 postmortem_build(int64_t id)
 {
-	json_object *t = ledger_row(od->ledger, "SELECT * FROM tickets WHERE id=?1", "i", id);
+	json_object *t = ticket_row_json(id);
 
 	if (t == NULL)
 		return NULL;
@@ -130,8 +130,7 @@ postmortem_build(int64_t id)
 		pm_entry(tl, t0, t0, "fault", "fault_injected", what, end > 0 ? end - t0 : -1,
 		    json_object_get(fault));
 	}
-	json_object *evs = ledger_rows(od->ledger, "SELECT seq,ts,type,data FROM events WHERE"
-	    " ticket=?1 ORDER BY seq", "i", id);
+	json_object *evs = ticket_events_json(id);
 	int64_t first_diag = 0, first_exec = 0, closed_ev = 0, last_disp = 0;
 	for (size_t i = 0; i < json_object_array_length(evs); i++) {
 		json_object *e = json_object_array_get_idx(evs, i);
@@ -177,21 +176,16 @@ postmortem_build(int64_t id)
 	json_object_object_add(pm, "figures", fig);
 	json_object *ev = json_object_new_object();
 	json_object_object_add(ev, "detection", json_object_get(op_json_obj(t, "evidence")));
-	json_object *dg = ledger_row(od->ledger, "SELECT backend,model,agreed,diagnosis FROM diagnoses"
-	    " WHERE ticket_id=?1 ORDER BY id DESC LIMIT 1", "i", id);
+	json_object *dg = ticket_last_diagnosis_json(id);
 	if (dg != NULL) {
 		json_object *diag = op_json_obj(dg, "diagnosis");
 		json_object_object_add(ev, "diagnosis", json_object_get(diag));
 		json_object_object_add(ev, "backend", json_object_new_string(op_json_str(dg, "backend", "")));
 		json_object_put(dg);
 	}
-	json_object_object_add(ev, "verifications", ledger_rows(od->ledger, "SELECT action_id,"
-	    "started_at,finished_at,result,figures FROM verifications WHERE ticket_id=?1 ORDER BY id",
-	    "i", id));
+	json_object_object_add(ev, "verifications", ticket_verifications_json(id));
 	json_object_object_add(pm, "evidence", ev);
-	json_object *acts = ledger_rows(od->ledger, "SELECT id,step,workflow,name,params,risk,status,"
-	    "level,attempt,applied,decided_by,requested_by,charged_at,budget,created_at,dispatched_at,"
-	    "finished_at,error FROM actions WHERE ticket_id=?1 ORDER BY step", "i", id);
+	json_object *acts = action_rows_of_ticket(id, 0);
 	json_object *used = json_object_new_array();
 	for (size_t i = 0; i < json_object_array_length(acts); i++) {
 		json_object *a = json_object_array_get_idx(acts, i);

@@ -8,6 +8,7 @@
 #include "common/jsonutil.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "supervisor/ha.h"
 #include "supervisor/od.h"
 #include "supervisor/ticket.h"
 
@@ -111,6 +112,7 @@ ticket_set_status(struct ticket *t, enum tk_status to, const char *reason)
 	t->status = to;
 	json_object_object_add(t->row, "status", json_object_new_string(tk_status_name(to)));
 	json_object_object_add(t->row, "closed_at", closed ? json_object_new_int64(now) : NULL);
+	ha_ticket_changed(t->id); /* [ha] its record follows */
 	return 0;
 }
 
@@ -284,6 +286,7 @@ action_set_status(struct action *a, enum act_status to, const char *error)
 		return -1;
 	a->status = to;
 	json_object_object_add(a->row, "status", json_object_new_string(act_status_name(to)));
+	ha_ticket_changed(a->ticket_id); /* [ha] its ticket's record follows */
 	return 0;
 }
 
@@ -308,6 +311,7 @@ action_event(const struct ticket *t, const struct action *a, const char *type,
 {
 	json_object *d = action_data(a);
 
+	ha_annotate(d, t->subject); /* [ha] the term it ran under */
 	if (reason != NULL)
 		json_object_object_add(d, "reason", json_object_new_string(reason));
 	if (extra != NULL) {
@@ -387,4 +391,83 @@ action_rows_waiting_for_switch(void)
 {
 	return ledger_rows(od->ledger, "SELECT * FROM actions WHERE"
 	    " status IN ('awaiting_approval','pending','retry_wait') ORDER BY id", "");
+}
+
+/* ---- what operators read (control.c, postmortem.c) ---- */
+
+json_object *
+ticket_row_json(int64_t id)
+{
+	return ledger_row(od->ledger, "SELECT * FROM tickets WHERE id=?1", "i", id);
+}
+
+/* One ticket with its whole record: diagnoses, actions, verifications, events. */
+json_object *
+ticket_record_json(int64_t id)
+{
+	json_object *t = ticket_row_json(id);
+
+	if (t == NULL)
+		return NULL;
+	json_object_object_add(t, "diagnoses", ledger_rows(od->ledger,
+	    "SELECT * FROM diagnoses WHERE ticket_id=?1 ORDER BY id", "i", id));
+	json_object_object_add(t, "actions", ledger_rows(od->ledger,
+	    "SELECT * FROM actions WHERE ticket_id=?1 ORDER BY step", "i", id));
+	json_object_object_add(t, "verifications", ticket_verifications_json(id));
+	json_object_object_add(t, "events", ticket_events_json(id));
+	return t;
+}
+
+json_object *
+ticket_list_json(int open_only, int limit)
+{
+	if (open_only)
+		return ledger_rows(od->ledger, "SELECT * FROM tickets WHERE closed_at IS NULL"
+		    " ORDER BY id DESC", "");
+	return ledger_rows(od->ledger, "SELECT * FROM tickets ORDER BY id DESC LIMIT ?1", "i",
+	    (int64_t)limit);
+}
+
+json_object *
+ticket_counts_json(void)
+{
+	return ledger_rows(od->ledger,
+	    "SELECT status, COUNT(*) AS count FROM tickets GROUP BY status", "");
+}
+
+json_object *
+ticket_events_json(int64_t id)
+{
+	return ledger_rows(od->ledger, "SELECT seq,ts,type,data FROM events WHERE ticket=?1"
+	    " ORDER BY seq", "i", id);
+}
+
+json_object *
+ticket_verifications_json(int64_t id)
+{
+	return ledger_rows(od->ledger, "SELECT * FROM verifications WHERE ticket_id=?1 ORDER BY id",
+	    "i", id);
+}
+
+/* The latest diagnosis of a ticket, or NULL. */
+json_object *
+ticket_last_diagnosis_json(int64_t id)
+{
+	return ledger_row(od->ledger, "SELECT backend,model,agreed,diagnosis FROM diagnoses"
+	    " WHERE ticket_id=?1 ORDER BY id DESC LIMIT 1", "i", id);
+}
+
+json_object *
+action_list_json(int limit)
+{
+	return ledger_rows(od->ledger, "SELECT * FROM actions ORDER BY id DESC LIMIT ?1", "i",
+	    (int64_t)limit);
+}
+
+json_object *
+action_rows_of_ticket(int64_t ticket_id, int requested_only)
+{
+	return ledger_rows(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+	    " (?2=0 OR requested_by IS NOT NULL) ORDER BY step", "ii", ticket_id,
+	    (int64_t)requested_only);
 }

@@ -135,4 +135,15 @@ json_object *action_rows_by_status(enum act_status s);
 json_object *action_rows_due(int64_t now);
 json_object *action_rows_waiting_for_switch(void);
 
+/* ticket.c: what operators read (control.c, postmortem.c) */
+json_object *ticket_row_json(int64_t id);
+json_object *ticket_record_json(int64_t id);
+json_object *ticket_list_json(int open_only, int limit);
+json_object *ticket_counts_json(void);
+json_object *ticket_events_json(int64_t id);
+json_object *ticket_verifications_json(int64_t id);
+json_object *ticket_last_diagnosis_json(int64_t id);
+json_object *action_list_json(int limit);
+json_object *action_rows_of_ticket(int64_t ticket_id, int requested_only);
+
 #endif

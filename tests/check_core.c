@@ -12,7 +12,9 @@
  *   - an approval that expires with approval_expiry = execute never runs a
  *     risky action;
  *   - a worker that dies before it is ready, again and again, trips the
- *     restart limit (the daemon exits 1) instead of looping for ever.
+ *     restart limit (the daemon exits 1) instead of looping for ever;
+ *   - a reload of a bad file is refused and changes nothing; a good one
+ *     applies mode and [safety].
  */
 #include <check.h>
 #include <signal.h>
@@ -276,6 +278,75 @@ START_TEST(t_crash_before_ready_trips_limit)
 }
 END_TEST
 
+/* Hole 10: a reload validates first. A bad file is refused with the reason,
+ * the workers keep running and nothing changes; a good one applies its mode
+ * and [safety] section in the running daemon. */
+START_TEST(t_reload)
+{
+	char *err = NULL;
+	json_object *st;
+	FILE *f;
+
+	c_start("reload", "execute", NULL, "[safety]\napproval_ttl = 15m\n");
+	pid_t obs = c_worker_pid("observer");
+	char good[4096];
+	f = fopen(H->conf, "r");
+	H_CHECK(f != NULL, "cannot read %s", H->conf);
+	size_t n = fread(good, 1, sizeof(good) - 1, f);
+	good[n] = '\0';
+	fclose(f);
+	/* A bad file: an unknown mode. */
+	f = fopen(H->conf, "w");
+	fputs("[operatord]\nmode = sometimes\n", f);
+	fclose(f);
+	int rc = h_opsend(NULL, &err, "reload", NULL);
+	H_CHECK(rc == 1 && err && strstr(err, "mode"), "bad reload: exit %d, \"%s\"", rc,
+	    err ? err : "");
+	free(err);
+	err = NULL;
+	st = h_status();
+	H_CHECK(!strcmp(c_str(st, "mode"), "execute"), "mode %s after a refused reload",
+	    c_str(st, "mode"));
+	json_object_put(st);
+	H_CHECK(c_worker_pid("observer") == obs, "a refused reload restarted the workers");
+	/* A good one: mode approve and a new approval_ttl. */
+	char *mode = strstr(good, "mode = execute");
+	H_CHECK(mode != NULL, "no mode line in the generated configuration");
+	memcpy(mode, "mode = approve", strlen("mode = approve"));
+	char *ttl = strstr(good, "approval_ttl = 15m");
+	H_CHECK(ttl != NULL, "no approval_ttl line");
+	memcpy(ttl, "approval_ttl = 7m ", strlen("approval_ttl = 7m "));
+	f = fopen(H->conf, "w");
+	fputs(good, f);
+	fclose(f);
+	int64_t since = h_last_seq();
+	rc = h_opsend(NULL, &err, "reload", NULL);
+	H_CHECK(rc == 0, "good reload: exit %d, %s", rc, err ? err : "");
+	free(err);
+	st = h_status();
+	H_CHECK(!strcmp(c_str(st, "mode"), "approve"), "mode %s after the reload", c_str(st, "mode"));
+	json_object_put(st);
+	json_object *mc = c_wait_ev("mode_changed", 0, since, H_WAIT_MS);
+	H_CHECK(!strcmp(c_str(h_ev_data(mc), "to"), "approve"), "mode_changed to %s",
+	    c_str(h_ev_data(mc), "to"));
+	c_wait_ev("config_reloaded", 0, since, H_WAIT_MS);
+	/* [safety] applies at once: an approval now announces the new TTL. */
+	const char *key = "core-reload";
+	int ok;
+	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
+	pid_t load = h_load_start(key, 200, 7);
+	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	since = h_last_seq();
+	c_inject("counter_drift", key, "600s");
+	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
+	json_object *aw = c_wait_ev("action_awaiting_approval", tid, since, C_LOOP_MS);
+	H_CHECK(op_json_int(h_ev_data(aw), "ttl_ms", 0) == 7 * 60 * 1000, "approval ttl %lld ms",
+	    (long long)op_json_int(h_ev_data(aw), "ttl_ms", 0));
+	h_load_stop(load);
+	h_test_end();
+}
+END_TEST
+
 static Suite *
 core_suite(void)
 {
@@ -288,6 +359,7 @@ core_suite(void)
 		{"deadline", t_step_deadline},
 		{"expiry", t_expiry_never_runs_risky},
 		{"startlimit", t_crash_before_ready_trips_limit},
+		{"reload", t_reload},
 	};
 	Suite *s = suite_create("core");
 
