@@ -804,6 +804,33 @@ policy_fault_undone_in(const char *subject, const char *entity, int64_t from_ms,
 	return hit;
 }
 
+/* `opsend actions` rows: what would be undone. "undo" is {what, data} for a
+ * reversible action that recorded its undo, "irreversible" for one that
+ * says so, absent otherwise. */
+void
+policy_annotate_undo(json_object *rows)
+{
+	for (size_t i = 0; rows && i < json_object_array_length(rows); i++) {
+		json_object *r = json_object_array_get_idx(rows, i);
+		struct op_subject fake = {0};
+		const struct op_action_def *def;
+		json_object *data = op_json_obj(op_json_obj(r, "result"), "undo");
+
+		fake.ops = op_subject_kind(op_json_str(r, "subject", ""));
+		def = fake.ops ? op_subject_action(&fake, op_json_str(r, "name", "")) : NULL;
+		if (def == NULL)
+			continue;
+		if (def->irreversible) {
+			json_object_object_add(r, "undo", json_object_new_string("irreversible"));
+		} else if (def->revert != NULL && data != NULL) {
+			json_object *u = json_object_new_object();
+			op_json_set_str(u, "what", def->undo);
+			json_object_object_add(u, "data", json_object_get(data));
+			json_object_object_add(r, "undo", u);
+		}
+	}
+}
+
 /* ---- status ---- */
 
 static void
