@@ -59,6 +59,14 @@ chaos_report(struct worker *w, struct fault *f, const char *event, const char *r
 	json_object_object_add(b, "undo", json_object_get(f->undo));
 	if (f->fault_id)
 		json_object_object_add(b, "fault_id", json_object_new_int64(f->fault_id));
+	/* what scoring needs to tell this fault's tickets from false ones */
+	const struct op_fault_def *def = op_subject_fault(f->sj, f->name);
+	if (def != NULL) {
+		json_object_object_add(b, "expected", json_object_new_string(def->expected ? def->expected : ""));
+		json_object_object_add(b, "collateral",
+		    json_object_new_string(def->collateral ? def->collateral : ""));
+		json_object_object_add(b, "remedies", json_object_new_string(def->remedies ? def->remedies : ""));
+	}
 	if (strcmp(event, "injected") != 0)
 		json_object_object_add(b, "ended_at", json_object_new_int64(op_wall_ms()));
 	if (reason)

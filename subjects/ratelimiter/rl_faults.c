@@ -6,6 +6,7 @@
 #include "subjects/ratelimiter/rl_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,17 +43,23 @@ const struct op_fault_def rl_faults[RL_NFAULTS] = {
 	    "CLIENT PAUSE WRITE on Redis while N /check calls hit the nodes: their 150 ms Redis "
 	    "timeouts fire, they retry on other connections and Redis later runs both: a real "
 	    "double count",
-	    30000, "key=NAME pause=DURATION requests=N"},
+	    30000, "key=NAME pause=DURATION requests=N",
+	    /* the pause is Redis-wide: every key with traffic drifts, and every
+	     * node's /check latency and its fail-open allowance show it */
+	    RL_INV_DRIFT, RL_INV_DRIFT "," RL_INV_LATENCY "," RL_INV_OVER, "reset_counter"},
 	{"ghost_allowing",
 	    "kills one node's pub/sub subscriber connection (CLIENT KILL ID) and sets the key's "
 	    "limit to 0 through another node: the victim misses the change and keeps allowing",
-	    30000, "key=NAME node=ID"},
+	    30000, "key=NAME node=ID", RL_INV_GHOST, RL_INV_OVER, "resync_node"},
 	{"node_kill", "SIGKILL of one rlnode process; undo respawns it with the same argv and cwd",
-	    30000, "node=ID"},
+	    30000, "node=ID", RL_INV_NODE_DOWN,
+	    /* a node restarting within the window makes sums incomparable */
+	    RL_INV_LATENCY, ""},
 	{"redis_outage",
 	    "Redis stops answering for ttl_ms: SIGSTOP of a local redis-server (self-healing "
 	    "watchdog sends SIGCONT), else CLIENT PAUSE ALL",
-	    10000, "ttl_ms=MS"},
+	    10000, "ttl_ms=MS", RL_INV_REDIS,
+	    RL_INV_LATENCY "," RL_INV_DRIFT "," RL_INV_OVER "," RL_INV_NODE_DOWN, ""},
 };
 
 /* ------------------------------------------------------------------ */
@@ -175,50 +182,140 @@ rl_f_redis_simple(struct rl_priv *p, char *err, size_t errlen, const char *verb,
 /* ------------------------------------------------------------------ */
 /* counter_drift */
 
+/* The /check calls of counter_drift run on a detached thread: they wait out
+ * the whole pause (up to 30 s), and the chaos worker must keep answering
+ * meanwhile (kill switch, TTL undo, the next command). The job owns copies
+ * of everything it reads, so nothing it touches is shared with the worker. */
+struct rl_drift_job {
+	struct op_http_req *reqs;
+	size_t n;
+	char urls[RL_NODES_MAX][RL_REQ_URL_MAX];
+	char key[RL_KEYNAME_MAX + 1];
+	char *body;
+};
+
+static void
+rl_f_drift_job_free(struct rl_drift_job *j)
+{
+	free(j->reqs);
+	free(j->body);
+	free(j);
+}
+
+static void *
+rl_f_drift_run(void *arg)
+{
+	struct rl_drift_job *j = arg;
+	int64_t allowed = 0, blocked = 0, failed = 0;
+
+	op_http_multi(j->reqs, j->n);
+	for (size_t i = 0; i < j->n; i++) {
+		allowed += j->reqs[i].status == 200;
+		blocked += j->reqs[i].status == 429;
+		failed += j->reqs[i].status != 200 && j->reqs[i].status != 429;
+		op_http_req_reset(&j->reqs[i]);
+	}
+	log_info("counter_drift traffic on %s done: %lld allowed, %lld blocked, %lld failed",
+	    j->key, (long long)allowed, (long long)blocked, (long long)failed);
+	rl_f_drift_job_free(j);
+	return NULL;
+}
+
+/* Starts n /check calls on key spread over the reachable nodes; returns the
+ * number of nodes they go to, or -1 with err. Does not wait for them. */
 static int
 rl_f_drift_traffic(struct rl_priv *p, const struct rl_probe *pr, const char *key, int64_t n,
-    int64_t timeout_ms, json_object *state)
+    int64_t timeout_ms, char *err, size_t errlen)
 {
-	struct op_http_req *reqs = calloc((size_t)n, sizeof(*reqs));
-	char urls[RL_NODES_MAX][RL_REQ_URL_MAX];
-	size_t nt = 0;
-	int64_t allowed = 0, blocked = 0, failed = 0;
+	struct rl_drift_job *j = calloc(1, sizeof(*j));
 	json_object *b = json_object_new_object();
+	size_t nt = 0;
+	pthread_attr_t attr;
+	pthread_t th;
+	int rc;
 
-	if (reqs == NULL) {
+	if (j == NULL || (j->reqs = calloc((size_t)n, sizeof(*j->reqs))) == NULL) {
+		free(j);
 		json_object_put(b);
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	j->n = (size_t)n;
+	op_strlcpy(j->key, key, sizeof(j->key));
 	op_json_set_str(b, "key", key);
-	const char *body = json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN);
+	j->body = strdup(json_object_to_json_string_ext(b, JSON_C_TO_STRING_PLAIN));
+	json_object_put(b);
 	for (size_t i = 0; i < p->nnodes; i++)
-		if (pr[i].reachable &&
-		    snprintf(urls[nt], sizeof(urls[nt]), "%s/check", pr[i].url) < (int)sizeof(urls[nt]))
+		if (pr[i].reachable && snprintf(j->urls[nt], sizeof(j->urls[nt]), "%s/check",
+		    pr[i].url) < (int)sizeof(j->urls[nt]))
 			nt++;
-	if (nt == 0) {
-		free(reqs);
-		json_object_put(b);
+	if (nt == 0 || j->body == NULL) {
+		rl_f_drift_job_free(j);
+		snprintf(err, errlen, "no rate-limiter node is reachable");
 		return -1;
 	}
-	for (int64_t i = 0; i < n; i++) {
-		reqs[i].method = "POST";
-		reqs[i].url = urls[(size_t)i % nt];
-		reqs[i].body = body;
-		reqs[i].timeout_ms = timeout_ms;
+	for (size_t i = 0; i < j->n; i++) {
+		j->reqs[i].method = "POST";
+		j->reqs[i].url = j->urls[i % nt];
+		j->reqs[i].body = j->body;
+		j->reqs[i].timeout_ms = timeout_ms;
 	}
-	op_http_multi(reqs, (size_t)n);
-	for (int64_t i = 0; i < n; i++) {
-		allowed += reqs[i].status == 200;
-		blocked += reqs[i].status == 429;
-		failed += reqs[i].status != 200 && reqs[i].status != 429;
-		op_http_req_reset(&reqs[i]);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &attr, rl_f_drift_run, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		rl_f_drift_job_free(j);
+		snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+		return -1;
 	}
-	free(reqs);
-	json_object_put(b);
-	op_json_set_int(state, "allowed", allowed);
-	op_json_set_int(state, "blocked", blocked);
-	op_json_set_int(state, "failed", failed);
-	op_json_set_int(state, "nodes", (int64_t)nt);
+	return (int)nt;
+}
+
+static json_object *rl_f_limit_entry(const char *base, const char *key, json_object **all,
+    char *err, size_t errlen);
+
+/* Drift is measured only once every node has a full window of history
+ * (rl_node_covers): a drift injected before that is invisible, and gone
+ * from the window by the time the nodes are old enough to judge it. */
+static int
+rl_f_drift_measurable(const struct rl_priv *p, const struct rl_probe *pr, const char *key,
+    char *err, size_t errlen)
+{
+	int64_t window = -1;
+
+	for (size_t i = 0; i < p->nnodes && window < 0; i++) {
+		json_object *all, *e;
+		if (!pr[i].reachable)
+			continue;
+		e = rl_f_limit_entry(pr[i].url, key, &all, err, errlen);
+		window = e ? op_json_int(e, "window_ms", -1) : op_json_int(all, "default_window_ms", -1);
+		json_object_put(e);
+		json_object_put(all);
+	}
+	if (window < 0) {
+		snprintf(err, errlen, "cannot read the window of key %s from any node", key);
+		return -1;
+	}
+	for (size_t i = 0; i < p->nnodes; i++) {
+		char url[RL_REQ_URL_MAX];
+		long status;
+		json_object *h;
+		if (!pr[i].reachable)
+			continue;
+		snprintf(url, sizeof(url), "%s/health", pr[i].url);
+		if (rl_http_json(NULL, url, NULL, RL_ACTION_TIMEOUT_MS, &status, &h, err, errlen) != 0)
+			return -1;
+		int64_t up = op_json_int(h, "uptime_ms", -1);
+		json_object_put(h);
+		if (up >= 0 && up < window + RL_SETTLE_MS) {
+			snprintf(err, errlen, "node %s is %lld ms old and key %s has a %lld ms window: "
+			    "drift cannot be measured until every node covers a window (in %lld ms)",
+			    pr[i].id, (long long)up, key, (long long)window,
+			    (long long)(window + RL_SETTLE_MS - up));
+			return -1;
+		}
+	}
 	return 0;
 }
 
@@ -241,6 +338,8 @@ rl_f_drift(struct rl_priv *p, json_object *params, json_object **undo, char *err
 		snprintf(err, errlen, "no rate-limiter node is reachable");
 		return -1;
 	}
+	if (rl_f_drift_measurable(p, pr, key, err, errlen) != 0)
+		return -1;
 	/* writes (the Lua script) wait; reads and our own UNPAUSE still run */
 	if ((c = rl_f_redis(p, err, errlen)) == NULL)
 		return -1;
@@ -249,14 +348,19 @@ rl_f_drift(struct rl_priv *p, json_object *params, json_object **undo, char *err
 	if (r == NULL)
 		return -1;
 	freeReplyObject(r);
+	int nt = rl_f_drift_traffic(p, pr, key, n, pause_ms + RL_DRIFT_GRACE_MS, err, errlen);
+	if (nt < 0) {
+		rl_f_redis_simple(p, err + strlen(err), errlen - strlen(err), "CLIENT", "UNPAUSE");
+		return -1;
+	}
 	json_object *st = json_object_new_object();
 	op_json_set_str(st, "target", key);
 	op_json_set_str(st, "key", key);
 	op_json_set_int(st, "pause_ms", pause_ms);
 	op_json_set_int(st, "requests", n);
-	rl_f_drift_traffic(p, pr, key, n, pause_ms + RL_DRIFT_GRACE_MS, st);
+	op_json_set_int(st, "nodes", nt);
 	*undo = st;
-	log_info("counter_drift on %s: paused writes %lld ms, %lld /check calls sent", key,
+	log_info("counter_drift on %s: paused writes %lld ms, %lld /check calls under way", key,
 	    (long long)pause_ms, (long long)n);
 	return 0;
 }
@@ -358,6 +462,50 @@ rl_f_other(const struct rl_probe *pr, size_t n, const struct rl_probe *not)
 	return NULL;
 }
 
+/* GET /api/limits on one node: the key's entry (owned), or NULL with err. */
+static json_object *
+rl_f_limit_entry(const char *base, const char *key, json_object **all, char *err, size_t errlen)
+{
+	char url[RL_REQ_URL_MAX];
+	long status;
+	json_object *ans, *arr, *found = NULL;
+
+	*all = NULL;
+	snprintf(url, sizeof(url), "%s/api/limits", base);
+	if (rl_http_json(NULL, url, NULL, RL_ACTION_TIMEOUT_MS, &status, &ans, err, errlen) != 0)
+		return NULL;
+	if (status != 200 || (arr = op_json_arr(ans, "limits")) == NULL) {
+		snprintf(err, errlen, "GET %s: HTTP %ld, no limits list", url, status);
+		json_object_put(ans);
+		return NULL;
+	}
+	for (size_t i = 0; i < json_object_array_length(arr) && found == NULL; i++) {
+		json_object *e = json_object_array_get_idx(arr, i);
+		if (strcmp(op_json_str(e, "key", ""), key) == 0)
+			found = json_object_get(e);
+	}
+	*all = ans;
+	return found;
+}
+
+/* The limit one node enforces for key from its cache (its default when the
+ * key has no explicit limit in its cache). */
+static int
+rl_f_cached_limit(const struct rl_probe *node, const char *key, int64_t *out, char *err,
+    size_t errlen)
+{
+	json_object *all, *e = rl_f_limit_entry(node->url, key, &all, err, errlen);
+
+	if (all == NULL)
+		return -1;
+	*out = e ? op_json_int(e, "cached_limit", -1) : op_json_int(all, "default_limit", -1);
+	json_object_put(e);
+	json_object_put(all);
+	return 0;
+}
+
+static int rl_u_ghost(struct rl_priv *p, json_object *st, char *err, size_t errlen);
+
 static int
 rl_f_ghost(struct rl_priv *p, json_object *params, json_object **undo, char *err, size_t errlen)
 {
@@ -403,6 +551,22 @@ rl_f_ghost(struct rl_priv *p, json_object *params, json_object **undo, char *err
 	}
 	op_json_set_str(st, "via", via->id);
 	op_json_set_int(st, "killed_client_id", cid);
+	/* The fault exists only if the victim really missed the change: a
+	 * subscriber that reconnected before the PUBLISH, or a periodic refresh,
+	 * would leave nothing broken, and a campaign would score a non-fault. */
+	int64_t cached = -1;
+	if (rl_f_cached_limit(victim, key, &cached, err, errlen) != 0 || cached == 0) {
+		char uerr[256] = "";
+		if (cached == 0)
+			snprintf(err, errlen, "node %s already enforces limit 0 on %s: it did not miss "
+			    "the change (its subscriber reconnected first, or a limits refresh ran)",
+			    victim->id, key);
+		if (rl_u_ghost(p, st, uerr, sizeof(uerr)) != 0)
+			log_warn("ghost_allowing: restoring %s after a failed injection: %s", key, uerr);
+		json_object_put(st);
+		return -1;
+	}
+	op_json_set_int(st, "victim_cached_limit", cached);
 	*undo = st;
 	log_info("ghost_allowing on %s: killed %s (id %lld), limit 0 set via %s", key, name, cid,
 	    via->id);

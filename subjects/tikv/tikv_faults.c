@@ -29,10 +29,16 @@
 
 const struct op_fault_def tikv_faults[TIKV_NFAULTS] = {
 	{"node_kill", "SIGKILL a TiKV store process (pdsim only); the TTL restarts it through "
-	    "pdsim", TIKV_KILL_TTL_MS, "store=ID (default: the store with the most leaders)"},
+	    "pdsim", TIKV_KILL_TTL_MS, "store=ID (default: the store with the most leaders)",
+	    TIKV_INV_STORE_DOWN,
+	    /* raft re-elects the dead store's leaders unevenly; on return it holds none */
+	    TIKV_INV_IMBALANCE "," TIKV_INV_LEADERLESS "," TIKV_INV_UNDER_REPL,
+	    "rebalance_leaders,transfer_leader"},
 	{"store_stall", "SIGSTOP a TiKV store process (pdsim only): it hangs with its ports open "
 	    "and stops heartbeating; the TTL sends SIGCONT", TIKV_STALL_TTL_MS,
-	    "store=ID (default: the store with the most leaders)"},
+	    "store=ID (default: the store with the most leaders)", TIKV_INV_STORE_DOWN,
+	    TIKV_INV_IMBALANCE "," TIKV_INV_LEADERLESS "," TIKV_INV_UNDER_REPL,
+	    "rebalance_leaders,transfer_leader"},
 };
 
 /* GET /pdsim/stores: NULL with a clear refusal when PD is not pdsim. */
