@@ -149,6 +149,19 @@ acting_plan(struct ticket *t, json_object *recs, const char *requested_by, int64
 			json_object_put(p);
 			continue;
 		}
+		/* issue 9: a plan from any backend must fit the ticket (what it remedies,
+		 * what it acts on); an operator's own workflow is a human's call. */
+		char fwhy[512] = "";
+		int fit = requested_by ? OP_FIT_OK : op_plan_fits_kind(t->subject, t->invariant,
+		    t->entity, op_json_obj(t->row, "evidence"), name, p, fwhy, sizeof(fwhy));
+		if (fit == OP_FIT_NO) {
+			char ferr[600];
+			snprintf(ferr, sizeof(ferr), "does not fit the ticket: %s", fwhy);
+			json_object_object_add(d, "error", json_object_new_string(ferr));
+			ticket_event(t, "action_invalid", d);
+			json_object_put(p);
+			continue;
+		}
 		int64_t aid = ledger_insert(od->ledger,
 		    "INSERT INTO actions(ticket_id,step,subject,name,params,reason,risk,status,created_at,"
 		    "max_attempts,requested_by,decided_by,not_before,workflow,target,needs_approval)"
@@ -166,6 +179,9 @@ acting_plan(struct ticket *t, json_object *recs, const char *requested_by, int64
 			wf = aid;
 			ledger_exec(od->ledger, "UPDATE actions SET workflow=?1 WHERE id=?1", "i", aid);
 		}
+		if (fit == OP_FIT_APPROVAL) /* issue 9: within bounds, past what runs unattended */
+			ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
+			    " WHERE id=?2", "si", fwhy, aid);
 		json_object_object_add(d, "action_id", json_object_new_int64(aid));
 		json_object_object_add(d, "risk", json_object_new_string(def->risk));
 		json_object_object_add(d, "step", json_object_new_int64(step + 1 + planned));
@@ -209,6 +225,8 @@ acting_dispatch(struct ticket *t, struct action *a)
 	json_object_object_add(b, "entity", json_object_new_string(t->entity));
 	json_object_object_add(b, "action", json_object_new_string(a->name));
 	json_object_object_add(b, "params", json_object_get(op_json_obj(a->row, "params")));
+	/* issue 9: nodes an action that picks its own may still touch */
+	json_object_object_add(b, "blast", policy_blast_allowance(t->row, a->row));
 	outbox_send(OD_EXECUTOR, OP_MSG_EXECUTE, od_new_id(), b);
 }
 
@@ -471,6 +489,116 @@ acting_retry(struct ticket *t, struct action *a, const char *why)
 	json_object_object_add(x, "error", json_object_new_string(why));
 	action_event(t, a, "action_retry", "failed without effect", x);
 	return 1;
+}
+
+/* ---- issue 9: honest credit, and undoing a fix that made things worse ---- */
+
+/* A verification that passed gives no credit to an action that could not
+ * have healed the ticket (another entity, an invariant it does not remedy),
+ * nor when the fault's own undo ran in the window: "unproven". */
+int
+acting_unproven(const struct ticket *t, const struct action *a, char *why, size_t len)
+{
+	int64_t from = op_json_int(a->row, "dispatched_at", op_json_int(a->row, "created_at", 0));
+
+	why[0] = '\0';
+	if (!op_action_can_heal(t->subject, t->invariant, t->entity, op_json_obj(t->row,
+	    "evidence"), a->name, op_json_obj(a->row, "params"))) {
+		snprintf(why, len, "%s cannot heal %s on %s: it healed without the action's help",
+		    a->name, t->invariant, t->entity);
+		return 1;
+	}
+	return policy_fault_undone_in(t->subject, t->entity, from, op_wall_ms(), why, len);
+}
+
+/* After a failed verification: when the action recorded an undo and the
+ * subject is worse than before it (more invariants violated, or the
+ * ticket's figure further from its threshold), the undo goes to the
+ * executor at once and the ticket waits for it in acting. 1 when started. */
+int
+acting_undo_if_worse(struct ticket *t, struct action *a, json_object *figures)
+{
+	json_object *result = op_json_obj(a->row, "result"), *undo = op_json_obj(result, "undo");
+	const struct op_action_def *def;
+	struct op_subject fake = {0};
+	struct op_health before, after;
+	char why[512];
+
+	fake.ops = op_subject_kind(t->subject);
+	def = fake.ops ? op_subject_action(&fake, a->name) : NULL;
+	if (def == NULL || def->revert == NULL || undo == NULL || a->status != ACT_EXECUTED ||
+	    op_health_from_json(op_json_obj(result, "health_before"), &before) != 0 ||
+	    op_health_from_json(op_json_obj(figures, "health"), &after) != 0 ||
+	    !op_health_worse(&before, &after, why, sizeof(why)))
+		return 0;
+	if (od->w[OD_EXECUTOR].state != OD_W_READY || acting_blocked(t) != NULL ||
+	    ticket_set_status(t, TK_ACTING, NULL) != 0)
+		return 0; /* no undo now: the failure path escalates, with the figures */
+	json_object *x = json_object_new_object();
+	json_object_object_add(x, "why", json_object_new_string(why));
+	json_object_object_add(x, "undo", json_object_get(undo));
+	json_object_object_add(x, "health_before", json_object_get(op_json_obj(result,
+	    "health_before")));
+	json_object_object_add(x, "health_after", json_object_get(op_json_obj(figures, "health")));
+	action_event(t, a, "action_undoing", "the action made the subject worse", x);
+	json_object *b = json_object_new_object();
+	json_object_object_add(b, "ticket_id", json_object_new_int64(t->id));
+	json_object_object_add(b, "action_id", json_object_new_int64(a->id));
+	json_object_object_add(b, "subject", json_object_new_string(t->subject));
+	json_object_object_add(b, "invariant", json_object_new_string(t->invariant));
+	json_object_object_add(b, "entity", json_object_new_string(t->entity));
+	json_object_object_add(b, "action", json_object_new_string(a->name));
+	json_object_object_add(b, "params", json_object_get(op_json_obj(a->row, "params")));
+	json_object_object_add(b, "undo", json_object_get(undo));
+	ticket_set_deadline(t, op_wall_ms() + od->act_deadline_ms);
+	outbox_send(OD_EXECUTOR, OP_MSG_EXECUTE, od_new_id(), b);
+	log_info("ticket %lld: undoing %s (%s)", (long long)t->id, a->name, why);
+	return 1;
+}
+
+/* The executor's answer to an undo: audited (action_undone), then the next
+ * remedy or an escalation, as after any failed verification. */
+void
+acting_undo_result(struct ticket *t, struct action *a, json_object *body)
+{
+	const char *status = op_json_str(body, "status", "");
+	int done = !strcmp(status, "executed");
+	json_object *x = json_object_new_object();
+	char why[640];
+
+	if (t->status != TK_ACTING || a->status != ACT_EXECUTED) {
+		log_warn("undo result for action %lld ignored (ticket %s, action %s)",
+		    (long long)a->id, tk_status_name(t->status), act_status_name(a->status));
+		json_object_put(x);
+		return;
+	}
+	json_object_object_add(x, "result", json_object_get(op_json_obj(body, "result")));
+	ticket_set_deadline(t, 0);
+	ticket_set_status(t, TK_DIAGNOSED, NULL);
+	if (done) {
+		action_set_status(a, ACT_UNDONE, NULL);
+		ledger_exec(od->ledger, "UPDATE actions SET result=json_set(COALESCE(result,'{}'),"
+		    " '$.undone', json(?1)) WHERE id=?2", "ji", op_json_obj(body, "result"), a->id);
+		action_event(t, a, "action_undone", "the action made the subject worse", x);
+	} else {
+		json_object_object_add(x, "error", json_object_new_string(op_json_str(body, "reason",
+		    "")));
+		action_event(t, a, "action_undo_failed", status, x);
+		snprintf(why, sizeof(why), "%s made the subject worse and its undo %s: %s", a->name,
+		    status, op_json_str(body, "reason", ""));
+		acting_escalate(t, why);
+		return;
+	}
+	if (op_json_str(a->row, "requested_by", NULL) != NULL) {
+		snprintf(why, sizeof(why), "the operator's workflow stopped at step %lld (%s): it "
+		    "made the subject worse and was undone", (long long)op_json_int(a->row, "step", 0),
+		    a->name);
+		acting_escalate(t, why);
+	} else if (op_json_int(t->row, "attempts", 0) < OD_MAX_ATTEMPTS) {
+		acting_start_diagnosis(t); /* a new attempt, from a fresh look */
+	} else {
+		acting_escalate(t, "the fix made things worse and was undone after the last attempt");
+	}
 }
 
 /* Pending = cleared to run but never handed over: safe to send now. Called

@@ -169,8 +169,8 @@ on_diagnosis(struct op_msg *m)
 	acting_plan(&t, op_json_arr(diag, "recommended_actions"), NULL, 0, NULL);
 	if (op_json_bool(m->body, "require_approval", 0))
 		ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
-		    " WHERE ticket_id=?2 AND status='proposed'", "si",
-		    "the model's plan disagrees with the offline rules", tid);
+		    " WHERE ticket_id=?2 AND status='proposed'", "si", op_json_str(m->body,
+		    "approval_reason", "the model's plan disagrees with the offline rules"), tid);
 	acting_advance(&t);
 	ticket_free(&t);
 }
@@ -280,6 +280,27 @@ on_skipped(struct ticket *t, struct action *a, struct op_msg *m, json_object *x,
 	}
 }
 
+/* issue 9: the kill switch stopped a running action at a cancellation
+ * point; its result says what it had already done. A human takes over. */
+static void
+on_cancelled(struct ticket *t, struct action *a, struct op_msg *m, json_object *x)
+{
+	const char *reason = op_json_str(m->body, "reason", "kill switch");
+	json_object *res = op_json_obj(m->body, "result");
+	char why[640];
+
+	ledger_exec(od->ledger, "UPDATE actions SET result=?1, applied=?2 WHERE id=?3", "jsi", res,
+	    op_json_int(res, "accepted", 0) > 0 ? "partly" : "no", a->id);
+	action_set_status(a, ACT_CANCELLED, reason);
+	ticket_add_attempt(t);
+	json_object_object_add(x, "reason", json_object_new_string(reason));
+	json_object_object_add(x, "done", json_object_new_string(op_json_str(res, "done", "")));
+	json_object_object_add(x, "result", json_object_get(res));
+	action_event(t, a, "action_cancelled", "kill switch", json_object_get(x));
+	snprintf(why, sizeof(why), "cancelled by the kill switch: %s", reason);
+	acting_step_failed(t, a, why);
+}
+
 static void
 on_action_result(struct op_msg *m)
 {
@@ -290,6 +311,10 @@ on_action_result(struct op_msg *m)
 
 	if (action_load(&a, aid) != 0 || ticket_load(&t, a.ticket_id) != 0) {
 		log_warn("result for unknown action %lld", (long long)aid);
+		goto out;
+	}
+	if (op_json_bool(m->body, "undo", 0)) { /* issue 9: the undo of an executed action */
+		acting_undo_result(&t, &a, m->body);
 		goto out;
 	}
 	int was_unknown = a.status == ACT_UNKNOWN;
@@ -305,6 +330,8 @@ on_action_result(struct op_msg *m)
 		on_executed(&t, &a, m, x, was_unknown);
 	} else if (!strcmp(status, "skipped")) {
 		on_skipped(&t, &a, m, x, was_unknown);
+	} else if (!strcmp(status, "cancelled") && !was_unknown) {
+		on_cancelled(&t, &a, m, x);
 	} else {
 		if (strcmp(status, "failed") != 0) {
 			/* Nobody knows what happened: never retry it blindly, verify instead. */
@@ -338,6 +365,14 @@ on_verification(struct op_msg *m)
 	}
 	if (aid > 0)
 		action_load(&a, aid);
+	/* issue 9: a heal the action could not have caused earns no credit */
+	char uwhy[512];
+	int unproven = ok && a.row != NULL && acting_unproven(&t, &a, uwhy, sizeof(uwhy));
+	if (unproven) {
+		json_object_object_add(m->body, "result", json_object_new_string("unproven"));
+		json_object_object_add(m->body, "unproven_reason", json_object_new_string(uwhy));
+		result = op_json_str(m->body, "result", "unproven");
+	}
 	ledger_insert(od->ledger,
 	    "INSERT INTO verifications(ticket_id,action_id,started_at,finished_at,result,figures)"
 	    " VALUES(?1,NULLIF(?2,0),?3,?4,?5,?6)", "iiiisj", tid, aid,
@@ -351,7 +386,7 @@ on_verification(struct op_msg *m)
 	}
 	ticket_event(&t, "verification", d);
 	if (a.row != NULL)
-		policy_record_outcome(t.row, a.row, ok);
+		policy_record_outcome(t.row, a.row, unproven ? -1 : ok);
 	if (op_json_int(t.row, "held", 0)) {
 		/* No auto-resolve while held: the outcome waits for unhold. */
 		ticket_set_status(&t, TK_DIAGNOSED, ok ? "verified while held" : NULL);
@@ -372,6 +407,8 @@ on_verification(struct op_msg *m)
 		json_object *r = json_object_new_object();
 		json_object_object_add(r, "action_id", json_object_new_int64(aid));
 		json_object_object_add(r, "figures", json_object_get(op_json_obj(m->body, "figures")));
+		if (unproven) /* issue 9: it holds, but not provably thanks to the action */
+			json_object_object_add(r, "verification", json_object_new_string("unproven"));
 		acting_close(&t, TK_RESOLVED, "ticket_resolved", r);
 		log_info("ticket %lld resolved: fix verified", (long long)tid);
 	} else {
@@ -383,6 +420,9 @@ on_verification(struct op_msg *m)
 			action_event(&t, &a, "workflow_stopped", "verification failed", x);
 		}
 		ticket_set_status(&t, TK_DIAGNOSED, NULL);
+		/* issue 9: a fix that made things worse is undone before anything else */
+		if (a.row != NULL && acting_undo_if_worse(&t, &a, op_json_obj(m->body, "figures")))
+			goto out;
 		if (a.row != NULL && op_json_str(a.row, "requested_by", NULL) != NULL) {
 			char why[256];
 			snprintf(why, sizeof(why), "the operator's workflow stopped at step %lld (%s):"
@@ -446,7 +486,9 @@ dispatch_worker_msg(struct od_worker *w, struct op_msg *m)
 	switch (m->type) {
 	case OP_MSG_VIOLATION: on_violation(m); break;
 	case OP_MSG_CLEARED: on_cleared(m); break;
-	case OP_MSG_OBSERVED: break; /* liveness only */
+	case OP_MSG_OBSERVED: /* liveness, and the node count for the blast radius */
+		policy_note_nodes(op_json_str(m->body, "subject", NULL), op_json_int(m->body, "nodes", 0));
+		break;
 	case OP_MSG_DIAGNOSIS: on_diagnosis(m); break;
 	case OP_MSG_ACTION_RESULT: on_action_result(m); break;
 	case OP_MSG_VERIFICATION: on_verification(m); break;
