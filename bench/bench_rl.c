@@ -2,8 +2,10 @@
  * redis-server and three real rlnodes, with 10k and 100k keys active in the
  * window. The keys are written straight into Redis as the check script
  * writes them (rl:keys and a window entry per key), so the nodes see them as
- * active keys of other nodes. Prints "BENCH|" rows for scripts/bench.sh and
- * says whether the observation could account for every key (complete).
+ * active keys of other nodes, and one in BR_SUSPECT_EVERY is marked a drift
+ * suspect (rl:suspect) as a node marks a key whose attempt it abandoned.
+ * Prints "BENCH|" rows for scripts/bench.sh and says whether the observation
+ * could account for every key (complete).
  *
  *   RLNODE_BIN=build/subjects/ratelimiter/rlnode/rlnode build/bench/bench_rl [keys...]
  */
@@ -29,6 +31,9 @@
 #define BR_START_WAIT_MS 20000     /* redis and every node answering */
 #define BR_BATCH 1000              /* keys per pipelined write batch */
 #define BR_GOAL_MS 1000            /* observation at 100k keys */
+#define BR_SUSPECT_EVERY 200       /* share of the keys marked drift suspects */
+#define BR_WINDOW "2s"             /* node window: nodes account for a whole one soon */
+#define BR_COVER_WAIT_MS 30000     /* until the observation can vouch for every key */
 
 static pid_t pids[1 + BR_NODES];
 static size_t npids;
@@ -113,8 +118,11 @@ br_populate(int rport, int nkeys)
 		for (int k = i; k < i + n; k++) {
 			redisAppendCommand(c, "ZADD rl:keys %lld bench:%d", now, k);
 			redisAppendCommand(c, "ZADD rl:bench:%d %lld other:1:%d:1", k, now, k);
+			/* one key in BR_SUSPECT_EVERY is a drift suspect the nodes must read */
+			redisAppendCommand(c, "ZADD rl:suspect %lld %s%d", k % BR_SUSPECT_EVERY ? 0LL : now,
+			    k % BR_SUSPECT_EVERY ? "clean:" : "bench:", k);
 		}
-		for (int k = 0; k < 2 * n; k++) {
+		for (int k = 0; k < 3 * n; k++) {
 			redisReply *r;
 			if (redisGetReply(c, (void **)&r) != REDIS_OK)
 				return -1;
@@ -168,7 +176,8 @@ br_one(const char *bin, int nkeys)
 		snprintf(np[i], sizeof(np[i]), "%d", nport[i]);
 		snprintf(id, sizeof(id), "bench%d", i);
 		snprintf(log, sizeof(log), "%s/rlnode%d.%d.log", dir, i, nkeys);
-		char *argv[] = {(char *)bin, "--port", np[i], "--redis", redis, "--node-id", id, NULL};
+		char *argv[] = {(char *)bin, "--port", np[i], "--redis", redis, "--node-id", id,
+		    "--window", BR_WINDOW, NULL};
 		if (br_spawn(argv, log) != 0)
 			return -1;
 		o += (size_t)snprintf(conf + o, sizeof(conf) - o, "%shttp://127.0.0.1:%d", i ? "," : "",
@@ -189,6 +198,16 @@ br_one(const char *bin, int nkeys)
 		return -1;
 	}
 	struct op_subject *s = op_subjects_find(&all, "ratelimiter");
+	/* until every node has accounted for a whole window (a condition, bounded) */
+	int64_t until = op_mono_ms() + BR_COVER_WAIT_MS;
+	for (;;) {
+		json_object *obs = NULL;
+		int done = s->ops->observe(s, &obs, err, sizeof(err)) == 0 && op_json_bool(obs, "complete", 0);
+		json_object_put(obs);
+		if (done || op_mono_ms() > until)
+			break;
+		op_sleep_ms(200);
+	}
 	int64_t t[BR_RUNS];
 	int complete = -1, runs = 0;
 	int64_t listed = 0, readings = 0;

@@ -113,6 +113,7 @@ rln_sweep_tick(evutil_socket_t fd, short ev, void *arg)
 	struct rln_sweep s = {n, rln_now_est(n)};
 
 	rln_map_each(&n->acct, rln_sweep_one, &s, rln_acct_free);
+	rln_suspect_sweep(n, s.now);
 }
 
 static struct event *
@@ -169,6 +170,7 @@ rln_free(struct rlnode *n)
 			event_free(evs[i]);
 	rln_map_clear(&n->limits, free);
 	rln_map_clear(&n->acct, rln_acct_free);
+	rln_map_clear(&n->suspects, free);
 	event_base_free(n->base);
 }
 
@@ -308,6 +310,7 @@ main(int argc, char **argv)
 	n->boot_ms = op_wall_ms();
 	rln_map_init(&n->limits);
 	rln_map_init(&n->acct);
+	rln_map_init(&n->suspects);
 	if ((n->base = event_base_new()) == NULL)
 		fatal("event_base_new failed");
 	if (rln_http_start(n) < 0)

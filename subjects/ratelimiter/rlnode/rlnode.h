@@ -49,6 +49,12 @@ _Static_assert(RLN_LOCAL_SLACK_MS >= RLN_PRUNE_SLACK_MS,
 #define RLN_LAT_RING 65536          /* latency samples kept (power of two) */
 #define RLN_DEGRADED_HOLD_MS 10000  /* degraded stays reported this long after a fail-open */
 #define RLN_SWEEP_MS 1000           /* local log sweep period */
+/* Drift suspects: keys where Redis may have counted what this node did not
+ * (an attempt abandoned, a late script run) or the reverse (a fail-open
+ * allow). Kept this long past the key's window after the last mark: an
+ * abandoned attempt can still run while Redis is paused, after the mark. */
+#define RLN_SUSPECT_GRACE_MS 60000
+#define RLN_SUSPECT_KEY "rl:suspect" /* zset key -> Redis time of the last mark, shared */
 
 /* ---- rlnode_map.c: string-keyed chained hash map ---- */
 struct rln_ent {
@@ -129,6 +135,8 @@ struct rln_call {
 	struct event *timer;
 	rln_call_cb *cb;     /* NULL once the caller has been answered */
 	void *arg;
+	char *suspect_key;  /* a /check: if its reply comes after the caller gave up,
+	                       the script ran late and the key is a drift suspect */
 	struct rln_call *prev, *next; /* live list, for shutdown */
 };
 
@@ -176,6 +184,7 @@ struct rlnode {
 
 	struct rln_map limits;       /* key -> struct rln_limit (the cache) */
 	struct rln_map acct;         /* key -> struct rln_acct */
+	struct rln_map suspects;     /* key -> struct rln_suspect (rlnode_suspect.c) */
 	int limits_loaded;          /* initial load done */
 	int loading;                /* full reloads in flight */
 
@@ -207,6 +216,18 @@ const struct rln_limit *rln_limit_for(const struct rlnode *n, const char *key,
     struct rln_limit *tmp);
 struct rln_acct *rln_acct_for(struct rlnode *n, const char *key);
 
+/* ---- rlnode_suspect.c: drift suspects, shared through Redis ---- */
+struct rln_suspect {
+	int64_t at_ms;      /* Redis time of the last mark */
+	int pushed;         /* written to RLN_SUSPECT_KEY */
+};
+/* Marks key a suspect at at_ms (Redis time) and tells the other nodes. */
+void rln_suspect_mark(struct rlnode *n, const char *key, int64_t at_ms);
+/* Pushes what Redis missed and forgets suspects past their keep time. */
+void rln_suspect_sweep(struct rlnode *n, int64_t now_ms);
+/* Whether key's suspicion (local) still matters at at_ms for a window. */
+int rln_suspect_recent(struct rlnode *n, const char *key, int64_t at_ms, int64_t window_ms);
+
 /* ---- rlnode_redis.c: connections, calls, subscriber, limits cache ---- */
 void rln_redis_start(struct rlnode *n);
 void rln_redis_stop(struct rlnode *n);
@@ -216,6 +237,10 @@ int rln_pool_pick(struct rlnode *n, unsigned tried_mask);
  * this returns -1, in which case it never runs. */
 int rln_call_argv(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
     void *arg, int argc, const char **argv, const size_t *lens);
+/* rln_call_argv for a /check script on key: a reply after the timeout marks
+ * the key a drift suspect at the time the script ran. */
+int rln_call_check(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
+    void *arg, int argc, const char **argv, const char *key);
 /* rln_call_argv on the management connection. */
 int rln_call_mgmt(struct rlnode *n, int64_t timeout_ms, rln_call_cb *cb, void *arg, int argc,
     const char **argv);

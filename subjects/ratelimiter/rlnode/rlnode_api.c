@@ -27,6 +27,8 @@ struct rln_apireq {
 	int64_t at_ms, now_ms;
 	int has_at;
 	int truncated;      /* /api/counters: more active keys than RLN_COUNTERS_MAX */
+	int suspects;       /* /api/counters?scope=suspects */
+	struct rlnode *node;
 	int64_t limit, window_ms;
 	char key[RLW_KEY_MAX + 1];
 };
@@ -331,9 +333,11 @@ rln_counter_json(struct rlnode *n, json_object *arr, struct rln_apireq *a, int i
 		recent = rln_acct_sum(acct, a->now_ms - RLN_RECENT_MS, a->now_ms);
 		blocked = rln_acct_blocked_in(acct, a->now_ms - RLN_RECENT_MS, a->now_ms);
 	}
-	if (rcount == 0 && allowed == 0 && recent == 0 && blocked == 0 &&
+	/* in the full list, a key not active in the window says nothing; a
+	 * suspect is listed whatever its figures, so every node lists the same */
+	if (!a->suspects && rcount == 0 && allowed == 0 && recent == 0 && blocked == 0 &&
 	    a->scores[i] <= a->at_ms - window)
-		return; /* not active in the window */
+		return;
 	o = json_object_new_object();
 	op_json_set_str(o, "key", key);
 	op_json_set_int(o, "limit", limit);
@@ -373,6 +377,12 @@ rln_counters_reply(struct rlnode *n, struct rln_apireq *a, redisReply *r)
 	 * an observer must not read a key left out as "allowed none" */
 	json_object_object_add(o, "truncated", json_object_new_boolean(a->truncated));
 	op_json_set_int(o, "keys_max", RLN_COUNTERS_MAX);
+	/* "suspects": only keys that may drift are listed; every other key this
+	 * node allowed went through the script exactly once (rlnode_suspect.c) */
+	op_json_set_str(o, "scope", a->suspects ? "suspects" : "all");
+	op_json_set_int(o, "active_keys", (int64_t)n->acct.n);
+	op_json_set_int(o, "default_limit", n->default_limit);
+	op_json_set_int(o, "default_window_ms", n->window_ms);
 	rln_http_reply_json(a->req, 200, o);
 	rln_apireq_free(a);
 }
@@ -517,6 +527,86 @@ rln_counters_keys(struct rlnode *n, redisReply *r, const char *err, void *arg)
 	rln_counters_send(n, a);
 }
 
+static int
+rln_collect_suspect(const char *key, void *val, void *arg)
+{
+	struct rln_collect *c = arg;
+	const struct rln_suspect *sp = val;
+
+	if (rln_map_get(c->seen, key) != NULL ||
+	    sp->at_ms <= c->a->at_ms - rln_window_longest(c->a->node) - RLN_SUSPECT_GRACE_MS)
+		return 0;
+	if (c->a->nkeys >= RLN_COUNTERS_MAX) {
+		c->a->truncated = 1;
+		return 0;
+	}
+	rln_map_get_or_add(c->seen, key, rln_marker);
+	rln_apireq_add_key(c->a, key, sp->at_ms);
+	return 0;
+}
+
+/* scope=suspects: the shared suspects, every key with an explicit limit (a
+ * stale cached limit is how a key goes over it or ghost-allows) and this
+ * node's own suspects Redis may not have yet. */
+static void
+rln_counters_suspects(struct rlnode *n, redisReply *r, const char *err, void *arg)
+{
+	struct rln_apireq *a = arg;
+	struct rln_collect c;
+	struct rln_map seen;
+	redisReply *t, *z, *l;
+	size_t i;
+
+	if (rln_api_redis_failed(a, r, err, 1))
+		return;
+	t = r->elements == 3 ? r->element[0] : NULL;
+	z = r->elements == 3 ? r->element[1] : NULL;
+	l = r->elements == 3 ? r->element[2] : NULL;
+	if (t == NULL || t->type != REDIS_REPLY_ARRAY || t->elements != 2 ||
+	    z->type != REDIS_REPLY_ARRAY || l->type != REDIS_REPLY_ARRAY) {
+		rln_http_error(a->req, 503, "redis: unexpected reply shape");
+		rln_apireq_free(a);
+		return;
+	}
+	a->now_ms = rln_reply_int(t->element[0], 0) * 1000 + rln_reply_int(t->element[1], 0) / 1000;
+	rln_note_redis_time(n, a->now_ms);
+	if (!a->has_at)
+		a->at_ms = a->now_ms;
+	rln_map_init(&seen);
+	for (i = 0; i + 1 < z->elements; i += 2) {
+		const char *k = z->element[i]->str;
+		if (k == NULL || rln_map_get(&seen, k) != NULL)
+			continue;
+		if (a->nkeys >= RLN_COUNTERS_MAX) {
+			a->truncated = 1;
+			break;
+		}
+		rln_map_get_or_add(&seen, k, rln_marker);
+		rln_apireq_add_key(a, k, (int64_t)strtoll(z->element[i + 1]->str ?
+		    z->element[i + 1]->str : "0", NULL, 10));
+	}
+	for (i = 0; i < l->elements; i++) {
+		const char *k = l->element[i]->str;
+		if (k == NULL || rln_map_get(&seen, k) != NULL)
+			continue;
+		if (a->nkeys >= RLN_COUNTERS_MAX) {
+			a->truncated = 1;
+			break;
+		}
+		rln_map_get_or_add(&seen, k, rln_marker);
+		rln_apireq_add_key(a, k, 0);
+	}
+	c.a = a;
+	c.seen = &seen;
+	rln_map_each(&n->suspects, rln_collect_suspect, &c, NULL);
+	rln_map_clear(&seen, NULL);
+	if (a->nkeys == 0) {
+		rln_counters_reply(n, a, NULL);
+		return;
+	}
+	rln_counters_send(n, a);
+}
+
 void
 rln_api_counters(struct rlnode *n, struct evhttp_request *req, const char *query)
 {
@@ -545,7 +635,30 @@ rln_api_counters(struct rlnode *n, struct evhttp_request *req, const char *query
 		}
 		a->has_at = 1;
 	}
+	const char *scope = evhttp_find_header(&q, "scope");
+	if (scope != NULL && strcmp(scope, "suspects") != 0 && strcmp(scope, "all") != 0) {
+		evhttp_clear_headers(&q);
+		rln_http_error(req, 400, "query parameter \"scope\" must be \"all\" or \"suspects\"");
+		rln_apireq_free(a);
+		return;
+	}
+	a->suspects = scope != NULL && strcmp(scope, "suspects") == 0;
+	a->node = n;
 	evhttp_clear_headers(&q);
+	if (a->suspects) {
+		char lo[32];
+		int64_t at_ms = a->has_at ? a->at_ms : rln_now_est(n);
+		struct rln_cmd sc[3] = {
+			{1, {"TIME"}},
+			{5, {"ZRANGEBYSCORE", RLN_SUSPECT_KEY, lo, "+inf", "WITHSCORES"}},
+			{2, {"SMEMBERS", "rl:limits"}},
+		};
+		snprintf(lo, sizeof(lo), "(%lld",
+		    (long long)(at_ms - rln_window_longest(n) - RLN_SUSPECT_GRACE_MS));
+		if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_counters_suspects, a, sc, 3) < 0)
+			rln_api_redis_failed(a, NULL, "not connected", 0);
+		return;
+	}
 	snprintf(zmax, sizeof(zmax), "%d", RLN_COUNTERS_MAX - 1);
 	if (rln_call_multi(n, RLN_MGMT_TIMEOUT_MS, rln_counters_keys, a, cmds, 2) < 0)
 		rln_api_redis_failed(a, NULL, "not connected", 0);

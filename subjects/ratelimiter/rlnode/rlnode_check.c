@@ -160,6 +160,8 @@ rln_check_fail_open(struct rln_check *ck, const char *why)
 
 	n->m.fail_open++;
 	n->last_fail_open_mono = op_mono_ms();
+	/* allowed here without Redis: Redis will count less than this node */
+	rln_suspect_mark(n, ck->key, rln_now_est(n));
 	if (n->last_fail_open_mono - last_log >= RLN_LOG_EVERY_MS) {
 		last_log = n->last_fail_open_mono;
 		log_warn("check %s failed open after %d attempt(s): %s (%llu so far)", ck->key,
@@ -210,6 +212,8 @@ rln_check_done(struct rlnode *n, redisReply *r, const char *err, void *arg)
 	}
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
 		n->m.redis_errors++;
+		/* the abandoned attempt may still run in Redis: the key may drift */
+		rln_suspect_mark(n, ck->key, rln_now_est(n));
 		log_debug("check %s attempt %d: %s", ck->key, ck->attempts,
 		    err ? err : (r && r->str ? r->str : "unexpected reply"));
 		/*
@@ -275,8 +279,8 @@ rln_check_send(struct rln_check *ck)
 		argv[7] = win;
 		argv[8] = member;
 		argv[9] = cost;
-		if (rln_call_argv(n, &n->conns[i], n->redis_timeout_ms, rln_check_done, ck, 10,
-			argv, NULL) == 0)
+		if (rln_call_check(n, &n->conns[i], n->redis_timeout_ms, rln_check_done, ck, 10,
+			argv, ck->key) == 0)
 			return;
 		n->m.redis_errors++;
 	}

@@ -163,7 +163,15 @@ rln_call_done(redisAsyncContext *ac, void *r, void *priv)
 		call->conn->pending--;
 	if (r == NULL)
 		err = ac->errstr[0] ? ac->errstr : "connection lost";
+	if (call->cb == NULL && call->suspect_key != NULL && r != NULL) {
+		/* the caller gave up (and retried or failed open), yet the script
+		 * ran: Redis counted an attempt this node did not */
+		redisReply *rr = r;
+		if (rr->type == REDIS_REPLY_ARRAY && rr->elements >= 4)
+			rln_suspect_mark(call->n, call->suspect_key, rln_reply_int(rr->element[3], 0));
+	}
 	rln_call_answer(call, r, err);
+	free(call->suspect_key);
 	free(call);
 }
 
@@ -173,9 +181,27 @@ rln_call_timeout(evutil_socket_t fd, short ev, void *arg)
 	rln_call_answer(arg, NULL, "timeout");
 }
 
+static int rln_call_send(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms,
+    rln_call_cb *cb, void *arg, int argc, const char **argv, const size_t *lens,
+    const char *key);
+
 int
 rln_call_argv(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
     void *arg, int argc, const char **argv, const size_t *lens)
+{
+	return rln_call_send(n, c, timeout_ms, cb, arg, argc, argv, lens, NULL);
+}
+
+int
+rln_call_check(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
+    void *arg, int argc, const char **argv, const char *key)
+{
+	return rln_call_send(n, c, timeout_ms, cb, arg, argc, argv, NULL, key);
+}
+
+static int
+rln_call_send(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call_cb *cb,
+    void *arg, int argc, const char **argv, const size_t *lens, const char *key)
 {
 	struct rln_call *call;
 	struct timeval tv;
@@ -189,11 +215,16 @@ rln_call_argv(struct rlnode *n, struct rln_conn *c, int64_t timeout_ms, rln_call
 	call->conn = c;
 	call->cb = cb;
 	call->arg = arg;
+	if (key != NULL && (call->suspect_key = strdup(key)) == NULL) {
+		free(call);
+		return -1;
+	}
 	call->timer = evtimer_new(n->base, rln_call_timeout, call);
 	if (call->timer == NULL ||
 	    redisAsyncCommandArgv(c->ac, rln_call_done, call, argc, argv, lens) != REDIS_OK) {
 		if (call->timer)
 			event_free(call->timer);
+		free(call->suspect_key);
 		free(call);
 		return -1;
 	}
