@@ -567,7 +567,9 @@ rl_merge_key(const struct rl_kacc *a, json_object *nodes, size_t ncounted, size_
 {
 	json_object *k = json_object_new_object();
 	/* a node that answered in full but does not list the key allowed none of
-	 * it; one whose list was cut may have left it out: then the sum is partial */
+	 * it; one whose list was cut, or that lists only its suspects (which every
+	 * node lists alike once they reach Redis), may have left it out: then the
+	 * sum is partial. ntruncated counts both kinds of partial lists. */
 	int complete = ncounted == nnodes && (ntruncated == 0 || a->seen == ncounted);
 	int covered = 1;
 
@@ -623,7 +625,9 @@ rl_obs_node_entry(struct rl_priv *p, size_t i, json_object *h, const char *herr)
 static size_t
 rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 {
-	size_t nn = p->nnodes, answered = 0, ncounted = 0, ntruncated = 0;
+	size_t nn = p->nnodes, answered = 0, ncounted = 0, ntruncated = 0, nscoped = 0;
+	int64_t def_limit = -1, def_window = -1, active_keys = 0;
+	int vouch = 1; /* every node can vouch for the keys it does not list */
 	struct op_http_req reqs[2 * RL_NODES_MAX];
 	char urls[2 * RL_NODES_MAX][RL_REQ_URL_MAX];
 	json_object *counters[RL_NODES_MAX] = {0};
@@ -632,7 +636,10 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 
 	for (size_t i = 0; i < nn; i++) {
 		snprintf(urls[i], sizeof(urls[i]), "%s" RLW_PATH_HEALTH, p->nodes[i]);
-		snprintf(urls[nn + i], sizeof(urls[nn + i]), "%s" RLW_PATH_COUNTERS "?at=%lld", p->nodes[i],
+		/* scope=suspects: only the keys that may drift or go over their
+		 * limit, whatever the number of keys (rlnode_suspect.c) */
+		snprintf(urls[nn + i], sizeof(urls[nn + i]),
+		    "%s" RLW_PATH_COUNTERS "?at=%lld&scope=suspects", p->nodes[i],
 		    (long long)at_ms);
 		rl_req_get(&reqs[i], urls[i], p->timeout_ms);
 		rl_req_get(&reqs[nn + i], urls[nn + i], p->timeout_ms);
@@ -654,6 +661,20 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 			ntruncated++;
 			json_object_object_add(n, "counters_truncated", json_object_new_boolean(1));
 		}
+		if (counters[i] && strcmp(op_json_str(counters[i], "scope", "all"), "suspects") == 0) {
+			int64_t dl = op_json_int(counters[i], "default_limit", -1);
+			int64_t dw = op_json_int(counters[i], "default_window_ms", -1);
+			nscoped++;
+			active_keys += op_json_int(counters[i], "active_keys", 0);
+			/* a key no node suspects is clean only if every node enforces the
+			 * same default limit and window, and has accounted for the whole
+			 * window (a restarted node's earlier allows are in Redis only) */
+			if ((def_limit >= 0 && (dl != def_limit || dw != def_window)) || dw < 0 ||
+			    !rl_node_covers(n, dw))
+				vouch = 0;
+			def_limit = dl;
+			def_window = dw;
+		}
 		if (counters[i]) {
 			ncounted++;
 			rl_merge_node(&m, op_json_str(n, "id", p->nodes[i]), counters[i]);
@@ -664,7 +685,8 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 		op_http_req_reset(&reqs[nn + i]);
 	}
 	for (size_t k = 0; k < m.n; k++) {
-		json_object_array_add(keys, rl_merge_key(&m.k[k], nodes, ncounted, nn, ntruncated));
+		json_object_array_add(keys, rl_merge_key(&m.k[k], nodes, ncounted, nn,
+		    ntruncated + nscoped));
 		json_object_put(m.k[k].per_node);
 	}
 	for (size_t i = 0; i < nn; i++)
@@ -675,8 +697,16 @@ rl_obs_nodes(struct rl_priv *p, int64_t at_ms, json_object *obs)
 	json_object_object_add(obs, "keys", keys);
 	/* Only a full answer may stand for "this key is gone": see op_obs_complete. */
 	json_object_object_add(obs, "complete",
-	    json_object_new_boolean(ncounted == nn && ntruncated == 0));
+	    json_object_new_boolean(ncounted == nn && ntruncated == 0 && (nscoped == 0 || vouch)));
 	op_json_set_int(obs, "nodes_truncated", (int64_t)ntruncated);
+	/* what the key list accounts for: "suspects" lists only keys that may be
+	 * wrong; every other active key went through the script exactly once on
+	 * a node that saw its whole window, so it has no drift and is within its
+	 * (default) limit. With "all", an unlisted key was idle. */
+	op_json_set_str(obs, "keys_scope", nscoped == 0 ? "all" : nscoped == ncounted ?
+	    "suspects" : "mixed");
+	op_json_set_int(obs, "active_keys", active_keys);
+	json_object_object_add(obs, "keys_vouched", json_object_new_boolean(nscoped == 0 || vouch));
 	return answered;
 }
 
