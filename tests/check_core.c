@@ -14,7 +14,13 @@
  *   - a worker that dies before it is ready, again and again, trips the
  *     restart limit (the daemon exits 1) instead of looping for ever;
  *   - a reload of a bad file is refused and changes nothing; a good one
- *     applies mode and [safety].
+ *     applies mode and [safety];
+ *   - an input whose transaction cannot begin (another process holds the
+ *     ledger) changes nothing and says so;
+ *   - a worker that is busy (stopped) while a burst of settings changes
+ *     arrives is not killed for it: its frames wait, settings coalesce;
+ *   - an action whose effect is unknown is verified on an explicit reading
+ *     of the fault's invariant, and a reopened ticket's attempts start fresh.
  */
 #include <check.h>
 #include <signal.h>
@@ -23,6 +29,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "common/jsonutil.h"
 #include "common/util.h"
@@ -330,9 +338,12 @@ START_TEST(t_reload)
 	H_CHECK(!strcmp(c_str(h_ev_data(mc), "to"), "approve"), "mode_changed to %s",
 	    c_str(h_ev_data(mc), "to"));
 	c_wait_ev("config_reloaded", 0, since, H_WAIT_MS);
+	/* The workers restart with it: wait until they are all back. */
+	int ok;
+	H_WAIT(ok, H_WAIT_MS, c_worker_pid("observer") != obs && h_all_ready());
+	H_CHECK(ok, "the workers did not come back after the reload");
 	/* [safety] applies at once: an approval now announces the new TTL. */
 	const char *key = "core-reload";
-	int ok;
 	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
 	pid_t load = h_load_start(key, 200, 7);
 	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
@@ -342,6 +353,128 @@ START_TEST(t_reload)
 	json_object *aw = c_wait_ev("action_awaiting_approval", tid, since, C_LOOP_MS);
 	H_CHECK(op_json_int(h_ev_data(aw), "ttl_ms", 0) == 7 * 60 * 1000, "approval ttl %lld ms",
 	    (long long)op_json_int(h_ev_data(aw), "ttl_ms", 0));
+	h_load_stop(load);
+	h_test_end();
+}
+END_TEST
+
+/* Hole 7: one transaction per input, enforced. Another process holds the
+ * ledger's write lock: an operator's change cannot begin its transaction, so
+ * nothing of it is written, sent or kept in memory, and the operator is told;
+ * once the lock is gone the same change goes through. */
+START_TEST(t_ledger_refuses)
+{
+	char db[300], *err = NULL;
+	sqlite3 *h = NULL;
+
+	c_start("ledger_refuses", "execute", NULL, NULL);
+	snprintf(db, sizeof(db), "%s/ledger.db", H->state);
+	H_CHECK(sqlite3_open(db, &h) == SQLITE_OK, "cannot open %s", db);
+	H_CHECK(sqlite3_exec(h, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK,
+	    "cannot lock the ledger: %s", sqlite3_errmsg(h));
+	int64_t before = h_last_seq();
+	int rc = h_opsend(NULL, &err, "mode", "approve", NULL);
+	H_CHECK(rc == 1 && err != NULL && *err, "a change the ledger refused: exit %d, \"%s\"", rc,
+	    err ? err : "");
+	free(err);
+	err = NULL;
+	json_object *st = h_status();
+	H_CHECK(!strcmp(c_str(st, "mode"), "execute"), "mode %s although nothing was recorded",
+	    c_str(st, "mode"));
+	json_object_put(st);
+	sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(h);
+	H_CHECK(h_ev_refresh() && h_ev_find("mode_changed", 0, before) == NULL,
+	    "a mode_changed event of the refused change exists");
+	rc = h_opsend(NULL, &err, "mode", "approve", NULL);
+	H_CHECK(rc == 0, "mode approve after the lock: exit %d, %s", rc, err ? err : "");
+	free(err);
+	c_wait_ev("mode_changed", 0, before, H_WAIT_MS);
+	h_test_end();
+}
+END_TEST
+
+/* Hole 14: a stopped executor (as busy as one in a 25 s election wait) while
+ * 1,200 mode changes arrive: more frames than its channel holds. It is not
+ * killed for being busy, the daemon stays up, and when it runs again it has
+ * the last mode. */
+START_TEST(t_busy_worker_not_killed)
+{
+	c_start("busy_worker", "execute", NULL, NULL);
+	pid_t ex = c_worker_pid("executor");
+	H_CHECK(ex > 0, "no executor");
+	int64_t since = h_last_seq();
+	kill(ex, SIGSTOP);
+	int other = 0;
+	for (int i = 0; i < 1200; i++) {
+		char *err = NULL;
+		int rc = h_opsend(NULL, &err, "mode", i % 2 ? "execute" : "approve", NULL);
+		/* "busy" is back-pressure, and allowed; anything else is not. */
+		if (rc != 0 && !(err && strstr(err, "busy")))
+			other++;
+		free(err);
+	}
+	H_CHECK(other == 0, "%d mode changes failed for another reason than busy", other);
+	H_CHECK(c_worker_pid("executor") == ex, "the busy executor was replaced");
+	kill(ex, SIGCONT);
+	H_CHECK(h_opsend(NULL, NULL, "mode", "execute", NULL) == 0, "mode execute failed");
+	H_CHECK(h_ev_refresh(), "optail failed");
+	json_object *ex_gone = h_ev_find("worker_exited", 0, since);
+	H_CHECK(ex_gone == NULL, "a worker exited during the burst: %s",
+	    json_object_to_json_string(ex_gone));
+	H_CHECK(h_ev_find("daemon_giving_up", 0, since) == NULL, "the daemon gave up");
+	json_object *st = h_status();
+	H_CHECK(st != NULL && !strcmp(c_str(st, "mode"), "execute"), "daemon not answering or mode %s",
+	    c_str(st, "mode"));
+	json_object_put(st);
+	h_test_end();
+}
+END_TEST
+
+/* Hole 17: the executor dies holding a reset (dispatched, never run): the
+ * action is unknown and its verification judges the fault's invariant on an
+ * explicit reading, never an absent one, without counting a reset that did
+ * not happen. The same fault again reopens the ticket with its attempts
+ * counted from zero. */
+START_TEST(t_unknown_judged_on_the_fault)
+{
+	const char *key = "core-unknown";
+	int ok;
+
+	c_start("unknown_judged", "execute", NULL, NULL);
+	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
+	pid_t load = h_load_start(key, 200, 7);
+	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t ex = c_worker_pid("executor");
+	H_CHECK(ex > 0, "no executor");
+	int64_t resets = c_node_resets();
+	kill(ex, SIGSTOP);
+	int64_t since = h_last_seq();
+	c_inject("counter_drift", key, "600s");
+	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
+	c_wait_ev("action_dispatched", tid, since, C_LOOP_MS);
+	kill(ex, SIGKILL);
+	c_wait_ev("action_unknown", tid, since, H_WAIT_MS);
+	json_object *v = c_wait_ev("verification", tid, since, C_LOOP_MS);
+	json_object *fig = op_json_obj(h_ev_data(v), "figures");
+	H_CHECK(strstr(c_str(fig, "judged"), "unknown") != NULL, "judged: %s", c_str(fig, "judged"));
+	H_CHECK(strcmp(c_str(fig, "state"), "absent") != 0, "an unknown action verified on an absence");
+	H_CHECK(c_node_resets() == resets, "a reset ran although the executor never got to it");
+	if (!strcmp(c_str(h_ev_data(v), "result"), "success")) {
+		H_CHECK(!strcmp(c_str(fig, "state"), "healthy"), "success on state %s",
+		    c_str(fig, "state"));
+		c_wait_ev("ticket_resolved", tid, since, H_WAIT_MS);
+		/* The fault again: the ticket reopens for a new episode. */
+		since = h_last_seq();
+		c_inject("counter_drift", key, "600s");
+		c_wait_ev("ticket_reopened", tid, since, C_LOOP_MS);
+		json_object *t = h_ticket(tid);
+		json_object *row = op_json_obj(t, "ticket") ? op_json_obj(t, "ticket") : t;
+		H_CHECK(op_json_int(row, "flaps", 0) == 1, "flaps %lld", (long long)op_json_int(row, "flaps", 0));
+		H_CHECK(op_json_int(row, "attempts", -1) <= 1, "a reopened ticket starts with %lld attempts",
+		    (long long)op_json_int(row, "attempts", -1));
+		json_object_put(t);
+	}
 	h_load_stop(load);
 	h_test_end();
 }
@@ -360,6 +493,9 @@ core_suite(void)
 		{"expiry", t_expiry_never_runs_risky},
 		{"startlimit", t_crash_before_ready_trips_limit},
 		{"reload", t_reload},
+		{"ledger", t_ledger_refuses},
+		{"busy", t_busy_worker_not_killed},
+		{"unknown", t_unknown_judged_on_the_fault},
 	};
 	Suite *s = suite_create("core");
 

@@ -374,7 +374,7 @@ h_write_conf(void)
 	return h_write_conf_with("execute", NULL, NULL);
 }
 
-static int
+int
 h_all_ready(void)
 {
 	json_object *s = h_status();

@@ -63,6 +63,7 @@ void h_test_end(void);
  * start afresh on an empty ledger with this mode, extra [operatord] lines and
  * extra sections. */
 void h_od_stop(void);
+int h_all_ready(void); /* every worker reports ready */
 int h_od_spawn(void);
 int h_od_fresh(const char *mode, const char *operatord_extra, const char *sections);
 
