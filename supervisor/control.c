@@ -798,8 +798,7 @@ cmd_reload(struct ctl_req *r)
 {
 	/* A bad file is refused whole; the running configuration stays. */
 	if (od_reload(r->who, r->err, sizeof(r->err)) != 0)
-		return 0;
-	control_load_acl();
+		return 0; /* (od_reload resolves control_group again) */
 	r->res = json_object_new_string("configuration reloaded; workers restarting");
 	return 0;
 }

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/proctitle.h"
 #include "common/util.h"
+#include "protocol/ctl.h"
 #include "subjects/subject.h"
 #include "supervisor/alerts.h"
 #include "supervisor/ha.h"
@@ -24,7 +25,7 @@
 #include "workers/worker.h"
 
 #define OD_DEFAULT_CONFIG "/etc/operatord/operatord.conf"
-#define OD_DEFAULT_RUNTIME "/run/operatord"
+#define OD_DEFAULT_RUNTIME OP_CTL_DEFAULT_RUNTIME_DIR
 #define OD_DEFAULT_STATE "/var/lib/operatord"
 
 
@@ -290,6 +291,7 @@ od_reload(const char *who, char *err, size_t errlen)
 	policy_free(&saved.safety);
 	op_config_free(saved.cfg);
 	od->cfg = cfg;
+	control_load_acl(); /* control_group may have changed */
 	outbox_begin();
 	json_object *d = json_object_new_object();
 	json_object_object_add(d, "by", json_object_new_string(who));
@@ -401,9 +403,9 @@ od_cleanup(void)
 	for (size_t i = 0; i < OP_ARRAY_LEN(od->sig_ev); i++)
 		if (od->sig_ev[i])
 			event_free(od->sig_ev[i]);
-	snprintf(path, sizeof(path), "%s/ctl.sock", od->runtime_dir);
+	snprintf(path, sizeof(path), "%s/" OP_CTL_SOCK, od->runtime_dir);
 	unlink(path);
-	snprintf(path, sizeof(path), "%s/events.sock", od->runtime_dir);
+	snprintf(path, sizeof(path), "%s/" OP_EVENTS_SOCK, od->runtime_dir);
 	unlink(path);
 	outbox_abort();
 	free(od->outbox);
