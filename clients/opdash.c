@@ -302,8 +302,7 @@ chap_advance(struct dash *d)
 		char w[200] = "its commands";
 		if (d->do_left == 0 && d->book.c[d->cur].has_wait)
 			chap_match_describe(&d->book.c[d->cur].wait, w, sizeof(w));
-		say(d, "chapter %d is still running (waiting for %s); it must finish before the next",
-		    d->cur + 1, w);
+		say(d, "chapter %d is still running: it waits for %s", d->cur + 1, w);
 		return;
 	}
 	if (d->cur + 1 >= d->book.n) {

@@ -230,8 +230,7 @@ draw_status(struct lay_grid *g, const struct lay_view *v)
 		put_str(g, 0, 0, g->w, buf, LAY_RED, LAY_REVERSE | LAY_BOLD);
 		return;
 	}
-	snprintf(buf, sizeof(buf), " operatord %s | %s | mode ", d->version,
-	    d->subject[0] ? d->subject : "?");
+	snprintf(buf, sizeof(buf), " operatord | %s | mode ", d->subject[0] ? d->subject : "?");
 	x += put_str(g, x, 0, g->w - x, buf, LAY_DEFAULT, LAY_REVERSE);
 	char mode[16];
 	snprintf(mode, sizeof(mode), "%s", d->mode);
@@ -243,7 +242,7 @@ draw_status(struct lay_grid *g, const struct lay_view *v)
 	x += put_str(g, x, 0, g->w - x, " | kill switch ", LAY_DEFAULT, LAY_REVERSE);
 	x += put_str(g, x, 0, g->w - x, d->kill_switch ? "ON" : "off",
 	    d->kill_switch ? LAY_RED : LAY_DEFAULT, LAY_REVERSE | (d->kill_switch ? LAY_BOLD : 0));
-	snprintf(buf, sizeof(buf), " | workers %d/%d | open tickets %d | %s", d->workers_ready,
+	snprintf(buf, sizeof(buf), " | workers %d/%d | open %d | %s", d->workers_ready,
 	    d->workers_total, d->tickets_open, d->budgets);
 	put_str(g, x, 0, g->w - x, buf, d->workers_ready < d->workers_total ? LAY_YELLOW : LAY_DEFAULT,
 	    LAY_REVERSE);
@@ -390,10 +389,13 @@ workload_ratelimiter(struct pane *p, json_object *obs)
 		json_object *k = sorted[i];
 		int64_t count = op_json_int(k, "redis_count", 0), limit = op_json_int(k, "limit", 0);
 		int64_t drift = op_json_int(k, "drift", 0);
-		int over = count > limit;
+		/* over the limit and still allowed: the nodes are not enforcing it */
+		int over = count > limit && op_json_int(k, "allowed_recent_sum", 0) > 0;
 		char extra[48] = "";
 		if (over)
 			snprintf(extra, sizeof(extra), "  OVER LIMIT");
+		else if (count >= limit)
+			snprintf(extra, sizeof(extra), "  at limit: blocking");
 		else if (drift != 0)
 			snprintf(extra, sizeof(extra), "  drift %+lld", (long long)drift);
 		pane_printf(p, over ? LAY_RED : drift ? LAY_YELLOW : LAY_DEFAULT, over ? LAY_BOLD : 0,

@@ -449,32 +449,35 @@ dm_apply_status(struct dm_state *d, json_object *st)
 		if (!is_closed)
 			d->tickets_open += (int)op_json_int(t, "count", 0);
 	}
-	/* budgets left: the tightest bucket, the destructive cap */
-	size_t n = 0;
-	double least = -1;
-	const char *least_scope = NULL;
-	int64_t least_cap = 0;
+	/* budgets left: the subject's bucket, the tightest action bucket, the
+	 * destructive cap; scopes are "subject:S" and "action:S/ACTION" */
+	size_t n = (size_t)snprintf(d->budgets, sizeof(d->budgets), "budgets");
+	double tight = 2;
+	json_object *tb = NULL;
 	for (size_t i = 0; b && i < json_object_array_length(b); i++) {
 		json_object *x = json_object_array_get_idx(b, i);
-		double left = op_json_double(x, "left", 0);
-		if (least < 0 || left < least) {
-			least = left;
-			least_scope = op_json_str(x, "scope", "?");
-			least_cap = op_json_int(x, "capacity", 0);
+		const char *scope = op_json_str(x, "scope", "");
+		double cap = op_json_double(x, "capacity", 0), left = op_json_double(x, "left", 0);
+		if (strncmp(scope, "subject:", 8) == 0 && n < sizeof(d->budgets))
+			n += (size_t)snprintf(d->budgets + n, sizeof(d->budgets) - n, " subject %.0f/%.0f",
+			    left, cap);
+		else if (cap > 0 && left / cap < tight) {
+			tight = left / cap;
+			tb = x;
 		}
 	}
-	if (least_scope != NULL)
-		n = (size_t)snprintf(d->budgets, sizeof(d->budgets), "budget %s %.0f/%lld left",
-		    least_scope, least, (long long)least_cap);
-	else if (op_json_int(lim, "per_action", 0) == 0 && op_json_int(lim, "per_subject", 0) == 0)
-		n = (size_t)snprintf(d->budgets, sizeof(d->budgets), "budgets off");
-	else
-		n = (size_t)snprintf(d->budgets, sizeof(d->budgets), "budgets full: %lld/action, "
-		    "%lld/subject", (long long)op_json_int(lim, "per_action", 0),
-		    (long long)op_json_int(lim, "per_subject", 0));
+	if (tb != NULL && n < sizeof(d->budgets)) {
+		const char *scope = op_json_str(tb, "scope", "?"), *slash = strrchr(scope, '/');
+		n += (size_t)snprintf(d->budgets + n, sizeof(d->budgets) - n, " %s %.0f/%lld",
+		    slash ? slash + 1 : scope, op_json_double(tb, "left", 0),
+		    (long long)op_json_int(tb, "capacity", 0));
+	}
 	if (op_json_int(dz, "cap", 0) > 0 && n < sizeof(d->budgets))
-		snprintf(d->budgets + n, sizeof(d->budgets) - n, ", destructive %lld/%lld left",
+		n += (size_t)snprintf(d->budgets + n, sizeof(d->budgets) - n, " destructive %lld/%lld",
 		    (long long)op_json_int(dz, "left", 0), (long long)op_json_int(dz, "cap", 0));
+	if (n == strlen("budgets"))
+		snprintf(d->budgets, sizeof(d->budgets), "%s", op_json_int(lim, "per_action", 0) == 0 &&
+		    op_json_int(lim, "per_subject", 0) == 0 ? "budgets off" : "budgets full");
 }
 
 void

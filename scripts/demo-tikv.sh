@@ -6,6 +6,9 @@
 # back (the fault's TTL) it rejoins with no leaders, and a second loop moves
 # leaders back onto it.
 #   ./scripts/demo-tikv.sh [--auto]     (also: ./scripts/demo.sh tikv)
+# On a terminal it runs opdash, the live dashboard, with
+# scripts/demo/tikv.chapters (SPACE advances, the chapters inject the fault,
+# q quits), then prints the measured times of the loops that ran.
 # Without a terminal, or with --auto, it runs unattended and exits non-zero
 # if a loop did not close. Everything it starts is stopped on exit.
 set -euo pipefail
@@ -32,6 +35,7 @@ echo "== building" >&2
 op_build build >/dev/null
 B=$ROOT/build
 OPERATORD=$B/supervisor/operatord OPSEND=$B/clients/opsend OPTAIL=$B/clients/optail
+OPDASH=$B/clients/opdash
 PDSIM=$B/subjects/tikv/pdsim/pdsim
 
 WORK=$(mktemp -d /tmp/operatord-tikv-demo.XXXXXX)
@@ -91,14 +95,10 @@ show_cluster() {
 healthy() { "$OPSEND" --json observe tikv |
   jq -e '.pd.ok and ([.stores[] | select(.live)] | length) == '"$STORES"' and .regions.leaderless == 0'; }
 op_wait_for 30 "a healthy cluster" healthy
-op_say "The cluster as operatord observes it (PD plus a direct probe of every store's status address)"
-show_cluster
-op_pause
-
-# Show the loop as it happens: the event stream, without the worker chatter.
-"$OPTAIL" --follow 2>/dev/null | grep --line-buffered -vE 'worker_started|daemon_started' \
-  | sed -u 's/^/   | /' &
-PIDS+=($!)
+if [ "$AUTO" -eq 1 ]; then
+  op_say "The cluster as operatord observes it (PD plus a direct probe of every store's status address)"
+  show_cluster
+fi
 
 # wait_ticket INVARIANT ENTITY AFTER_SEQ: waits for the ticket to close;
 # prints its final status.
@@ -135,6 +135,39 @@ report() {
 }
 
 last_seq() { "$OPTAIL" --json | jq -s 'map(.seq) | max // 0'; }
+
+if [ "$AUTO" -eq 0 ]; then
+  # The dashboard tells the story; its chapters inject the fault.
+  "$OPDASH" --chapters "$ROOT/scripts/demo/tikv.chapters"
+  op_say "Results"
+  EV=$("$OPTAIL" --json)
+  INJ=$(jq -cs '[.[] | select(.type=="fault_injected" and .data.fault=="node_kill")] | last // empty' <<<"$EV")
+  if [ -z "$INJ" ]; then
+    echo "   no fault was injected"
+  else
+    SEQ0=$(jq '.seq - 1' <<<"$INJ")
+    VICTIM=$(jq -r '.data.target' <<<"$INJ")
+    T_KILL=$(jq -r '.data.started_at' <<<"$INJ")
+    ST=$(jq -rs --arg e "$VICTIM" --argjson a "$SEQ0" '[.[] | select(.seq > $a and .invariant=="store_down" and .entity==$e and (.type | test("^ticket_(resolved|escalated|cleared|rejected)$")))][0].type // "open" | sub("ticket_"; "")' <<<"$EV")
+    report "node_kill -> store_down" store_down "$VICTIM" "$T_KILL" "$SEQ0" "$ST" >/dev/null
+    # the store returned when the fault was undone (its TTL)
+    CLR=$(jq -cs --argjson a "$SEQ0" '[.[] | select(.seq > $a and .type=="fault_cleared" and .data.fault=="node_kill")] | first // empty' <<<"$EV")
+    if [ -n "$CLR" ]; then
+      SEQ1=$(jq '.seq' <<<"$CLR")
+      T_BACK=$(jq -r '.data.ended_at' <<<"$CLR")
+      ST2=$(jq -rs --argjson a "$SEQ1" '[.[] | select(.seq > $a and .invariant=="leader_imbalance" and (.type | test("^ticket_(resolved|escalated|cleared|rejected)$")))][0].type // "open" | sub("ticket_"; "")' <<<"$EV")
+      report "rejoin -> leader_imbalance" leader_imbalance cluster "$T_BACK" "$SEQ1" "$ST2" >/dev/null
+    fi
+    printf '   %s\n' "${RESULTS[@]}"
+  fi
+  "$OPSEND" tickets
+  exit $FAILED
+fi
+
+# Show the loop as it happens: the event stream, without the worker chatter.
+"$OPTAIL" --follow 2>/dev/null | grep --line-buffered -vE 'worker_started|daemon_started' \
+  | sed -u 's/^/   | /' &
+PIDS+=($!)
 
 op_say "Chapter 1: node loss. SIGKILL the TiKV store with the most leaders (pdsim restarts it after $KILL_TTL)."
 SEQ0=$(last_seq)

@@ -55,7 +55,7 @@ static const char *rl_obs_json =
 	"\"reachable\":true,\"status\":\"ok\",\"redis\":\"up\",\"check_p99_ms\":8.7},{\"id\":\"demo-n2\","
 	"\"reachable\":false,\"status\":null,\"redis\":null,\"check_p99_ms\":0},{\"id\":\"demo-n3\",\"reachable\":true,"
 	"\"status\":\"ok\",\"redis\":\"up\",\"check_p99_ms\":3.9}],\"keys\":[{\"key\":\"drift\",\"limit\":100000,"
-	"\"redis_count\":211},{\"key\":\"ghost\",\"limit\":0,\"redis_count\":58}]}";
+	"\"redis_count\":211},{\"key\":\"ghost\",\"limit\":0,\"redis_count\":58,\"allowed_recent_sum\":12}]}";
 
 /* A store kill and the rebalance, trimmed. */
 static const char *const tikv_events[] = {
@@ -201,7 +201,7 @@ START_TEST(test_every_panel_and_the_agent_sequence)
 		}
 		ck_assert_msg(strstr(f.row[0], "mode EXECUTE") && strstr(f.row[0], "kill switch off") &&
 		    strstr(f.row[0], "workers 5/5"), "status line: %s", f.row[0]);
-		ck_assert_msg(f.w < 140 || strstr(f.row[0], "reset_counter 4/5 left"),
+		ck_assert_msg(f.w < 140 || strstr(f.row[0], "budgets reset_counter 4/5"),
 		    "status line without the budget left: %s", f.row[0]);
 
 		/* Agent: diagnosis, then the action by name, then success, then resolved */
