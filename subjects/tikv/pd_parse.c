@@ -84,6 +84,16 @@ looks_not_found(long status, const char *code, const char *msg)
 	    strstr(msg, "not found") != NULL;
 }
 
+/* Whether the n bytes at s (not NUL-terminated) are all JSON whitespace. */
+static int
+blank_n(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strchr(" \r\n\t", s[i]) == NULL || s[i] == '\0')
+			return 0;
+	return 1;
+}
+
 void
 pd_parse_error(const char *what, long status, const char *buf, size_t len, struct pd_err *err)
 {
@@ -102,7 +112,8 @@ pd_parse_error(const char *what, long status, const char *buf, size_t len, struc
 		o = op_json_parse(buf, len, jerr, sizeof(jerr));
 	if (len == 0) {
 		snprintf(detail, sizeof(detail), "empty body");
-	} else if (o == NULL && strncmp(buf, "null", 4) == 0 && strspn(buf + 4, " \r\n\t") == len - 4) {
+	} else if (o == NULL && len >= 4 && memcmp(buf, "null", 4) == 0 &&
+	    blank_n(buf + 4, len - 4)) {
 		/* evict-leader scheduler delete answers null with the status. */
 		snprintf(detail, sizeof(detail), "null body");
 	} else if (o == NULL) {
