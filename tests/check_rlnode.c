@@ -794,6 +794,58 @@ START_TEST(test_pause_double_counts)
 }
 END_TEST
 
+/* Whether node lists key in GET /api/counters?scope=suspects (-1: bad answer). */
+static int
+t_suspect_listed(int node, const char *key)
+{
+	struct t_resp r = t_http(t_node_port[node], "GET", "/api/counters?scope=suspects", NULL);
+	json_object *arr = op_json_arr(r.json, "counters");
+	int found = r.code == 200 && strcmp(op_json_str(r.json, "scope", ""), "suspects") == 0 ? 0 : -1;
+
+	for (size_t i = 0; found == 0 && arr && i < json_object_array_length(arr); i++)
+		found = strcmp(op_json_str(json_object_array_get_idx(arr, i), "key", ""), key) == 0;
+	t_resp_free(&r);
+	return found;
+}
+
+static int
+t_cond_suspect_on_n2(void *arg)
+{
+	return t_suspect_listed(1, arg) == 1;
+}
+
+/* A key whose /check attempts n1 abandoned during a write pause is a drift
+ * suspect on every node (n2 never saw the key); a key checked normally is
+ * not, and an unknown scope is refused. */
+START_TEST(test_suspects_shared)
+{
+	redisContext *c;
+	redisReply *rep;
+
+	ck_assert_int_eq(t_check_code(0, "t-clean"), 200);
+	ck_assert_int_eq(t_check_code(0, "t-susp"), 200);
+	ck_assert_int_eq(t_suspect_listed(0, "t-susp"), 0);
+	c = t_redis();
+	ck_assert(c && !c->err);
+	rep = redisCommand(c, "CLIENT PAUSE %s WRITE", T_PAUSE_MS);
+	ck_assert_msg(rep && rep->type == REDIS_REPLY_STATUS, "CLIENT PAUSE failed");
+	freeReplyObject(rep);
+	redisFree(c);
+	/* its first attempt times out (the node's Redis timeout is far shorter) */
+	struct t_resp r = t_check(0, "t-susp");
+	ck_assert_msg(r.code == 200, "check during pause: HTTP %d %s", r.code, r.body);
+	t_resp_free(&r);
+	ck_assert_int_eq(t_suspect_listed(0, "t-susp"), 1);
+	ck_assert_msg(t_wait(t_cond_suspect_on_n2, "t-susp"),
+	    "n2 never listed the key n1 marked a suspect");
+	ck_assert_int_eq(t_suspect_listed(0, "t-clean"), 0);
+	ck_assert_int_eq(t_suspect_listed(1, "t-clean"), 0);
+	r = t_http(t_node_port[0], "GET", "/api/counters?scope=some", NULL);
+	ck_assert_int_eq(r.code, 400);
+	t_resp_free(&r);
+}
+END_TEST
+
 /* CLIENT ID of n1's subscriber connection, or 0. */
 static long long
 t_sub_client_id(void)
@@ -912,6 +964,7 @@ t_suite(void)
 	tcase_add_test(tc, test_limit_exact_with_slack);
 	tcase_add_test(tc, test_metrics_labels);
 	tcase_add_test(tc, test_pause_double_counts);
+	tcase_add_test(tc, test_suspects_shared);
 	tcase_add_test(tc, test_missed_invalidation);
 	tcase_add_test(tc, test_killed_node_down);
 	suite_add_tcase(s, tc);
