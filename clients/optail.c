@@ -21,7 +21,7 @@ struct optail {
 	int64_t last;        /* highest seq printed */
 	const char *type, *subject;
 	int64_t ticket;
-	int ctl;
+	const char *rtdir;   /* each backfill asks on a connection of its own */
 };
 
 static void usage(FILE *f, int code) __attribute__((noreturn));
@@ -54,40 +54,56 @@ emit(struct optail *t, json_object *ev)
 	client_print_event(ev, t->as_json);
 }
 
+/* Asks for one page after t->last and prints it: -1 when there may be more,
+ * 0 when the page was empty (nothing more), else an exit code. */
+static int
+backfill_page(struct optail *t, int fd)
+{
+	json_object *args = json_object_new_array(), *reply = NULL, *rows;
+	char since[32], lim[16];
+	int rc;
+
+	snprintf(since, sizeof(since), "%lld", (long long)t->last);
+	snprintf(lim, sizeof(lim), "%d", OPTAIL_PAGE);
+	json_object_array_add(args, json_object_new_string(since));
+	json_object_array_add(args, json_object_new_string(lim));
+	if ((rc = client_request(fd, "events", args, &reply)) != 0)
+		return rc;
+	if (!op_json_bool(reply, "ok", 0) || (rows = op_json_arr(reply, "result")) == NULL) {
+		fprintf(stderr, "optail: cannot read the events after #%lld: %s\n",
+		    (long long)t->last, op_json_str(reply, "error", "malformed reply"));
+		json_object_put(reply);
+		return CLIENT_EXIT_FAILED;
+	}
+	size_t n = json_object_array_length(rows);
+	int64_t before = t->last;
+	for (size_t i = 0; i < n; i++)
+		emit(t, json_object_array_get_idx(rows, i));
+	json_object_put(reply);
+	if (n == 0)
+		return 0;
+	if (t->last == before) {
+		fprintf(stderr, "optail: the daemon keeps returning events before #%lld\n",
+		    (long long)before);
+		return CLIENT_EXIT_FAILED;
+	}
+	return -1;
+}
+
 /* Fetches and prints everything after t->last, page by page, until a page
- * comes back empty. Returns 0 or an exit code. */
+ * comes back empty. Returns 0 or an exit code. A connection per backfill:
+ * the daemon closes idle ones, and a follower may go long between gaps. */
 static int
 backfill(struct optail *t)
 {
-	for (;;) {
-		json_object *args = json_object_new_array(), *reply = NULL, *rows;
-		char since[32], lim[16];
-		snprintf(since, sizeof(since), "%lld", (long long)t->last);
-		snprintf(lim, sizeof(lim), "%d", OPTAIL_PAGE);
-		json_object_array_add(args, json_object_new_string(since));
-		json_object_array_add(args, json_object_new_string(lim));
-		int rc = client_request(t->ctl, "events", args, &reply);
-		if (rc != 0)
-			return rc;
-		if (!op_json_bool(reply, "ok", 0) || (rows = op_json_arr(reply, "result")) == NULL) {
-			fprintf(stderr, "optail: cannot read the events after #%lld: %s\n",
-			    (long long)t->last, op_json_str(reply, "error", "malformed reply"));
-			json_object_put(reply);
-			return CLIENT_EXIT_FAILED;
-		}
-		size_t n = json_object_array_length(rows);
-		int64_t before = t->last;
-		for (size_t i = 0; i < n; i++)
-			emit(t, json_object_array_get_idx(rows, i));
-		json_object_put(reply);
-		if (n == 0)
-			return 0;
-		if (t->last == before) {
-			fprintf(stderr, "optail: the daemon keeps returning events before #%lld\n",
-			    (long long)before);
-			return CLIENT_EXIT_FAILED;
-		}
-	}
+	int fd = client_connect(t->rtdir, OP_CTL_SOCK), rc;
+
+	if (fd < 0)
+		return CLIENT_EXIT_NOT_RUNNING;
+	while ((rc = backfill_page(t, fd)) < 0)
+		;
+	close(fd);
+	return rc;
 }
 
 int
@@ -132,16 +148,13 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage(stderr, CLIENT_EXIT_USAGE);
-	rtdir = client_runtime_dir(rtdir);
-	if ((t.ctl = client_connect(rtdir, OP_CTL_SOCK)) < 0)
-		return CLIENT_EXIT_NOT_RUNNING;
+	t.rtdir = client_runtime_dir(rtdir);
 	/* Subscribe before replaying so nothing falls between the two. */
-	if (follow && (sub = client_connect(rtdir, OP_EVENTS_SOCK)) < 0) {
-		close(t.ctl);
+	if (follow && (sub = client_connect(t.rtdir, OP_EVENTS_SOCK)) < 0)
 		return CLIENT_EXIT_NOT_RUNNING;
-	}
 	if ((rc = backfill(&t)) != 0 || !follow) {
-		close(t.ctl);
+		if (sub >= 0)
+			close(sub);
 		return rc;
 	}
 	for (;;) {
@@ -166,6 +179,5 @@ main(int argc, char **argv)
 		op_msg_clear(&m);
 	}
 	close(sub);
-	close(t.ctl);
 	return rc;
 }

@@ -33,7 +33,9 @@
 
 #define CTL_UID_SHARE 16          /* connections one non-root uid may hold at once */
 #define CTL_HARD_MAX 128          /* all connections, root's included (fds are finite) */
-#define CTL_IDLE_MS 60000         /* a connection with nothing to do is closed after this */
+/* A connection with nothing to do is closed after this; long, because a
+ * dashboard or an evaluation may poll slowly (clients reconnect on EOF). */
+#define CTL_IDLE_MS (10 * 60 * 1000)
 #define CTL_FRAME_MS 5000         /* a request frame, once begun, must be complete by then */
 #define CTL_CLOSE_MS 2000         /* time a client gets to read its last error */
 /* A worker holding more frames than this beyond its channel's own queue is
