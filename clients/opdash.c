@@ -42,6 +42,7 @@
 #define OPDASH_EVENTS_PAGE 1000      /* events per replay request */
 #define OPDASH_MAX_PENDING 32        /* requests in flight */
 #define OPDASH_MAX_QUEUED 4096       /* live events held while a replay runs */
+#define OPDASH_MAX_SCENE 4096        /* events kept for the waits of a scene's chapters */
 #define OPDASH_MESSAGE_MS 6000       /* how long a message stays on the bottom line */
 #define OPDASH_SNAPSHOT_W 120        /* --snapshot size when stdout is not a terminal */
 #define OPDASH_SNAPSHOT_H 40
@@ -93,6 +94,7 @@ struct dash {
 	enum ch_state cst;
 	int64_t cst_ms;           /* mono ms the chapter was entered */
 	int64_t enter_seq;        /* events after this one count for the wait */
+	json_object *scene;       /* events since the last chapter that ran commands */
 	int do_left, wait_done;
 	char target[64];          /* the target the last do: reported ($target in a wait) */
 	char chap_note[200];
@@ -262,9 +264,20 @@ chap_enter(struct dash *d, int i)
 	d->cur = i;
 	d->cst = CH_RUNNING;
 	d->cst_ms = op_mono_ms();
-	d->enter_seq = d->dm.last_seq;
 	d->do_left = 0;
 	d->wait_done = 0;
+	/* A chapter that injects starts a scene. A later chapter without commands
+	 * waits on what happened since then, even before it was entered: the
+	 * presenter may still be talking while the loop already closed. */
+	if (c->ndo > 0 || i == 0) {
+		d->enter_seq = d->dm.last_seq;
+		json_object_put(d->scene);
+		d->scene = json_object_new_array();
+	} else if (c->has_wait) {
+		for (size_t k = 0; k < json_object_array_length(d->scene) && !d->wait_done; k++)
+			d->wait_done = chap_event_matches(&c->wait, json_object_array_get_idx(d->scene, k),
+			    d->target);
+	}
 	/* the target stays: a later chapter waits on what an earlier one injected */
 	d->chap_note[0] = '\0';
 	d->dirty = 1;
@@ -371,6 +384,9 @@ apply_event(struct dash *d, json_object *ev)
 
 	if (seq <= d->dm.last_seq)
 		return;
+	if (d->scene != NULL && seq > d->enter_seq &&
+	    json_object_array_length(d->scene) < OPDASH_MAX_SCENE)
+		json_object_array_add(d->scene, json_object_get(ev));
 	if (d->have_book && d->started && d->cst == CH_RUNNING && !d->wait_done &&
 	    d->book.c[d->cur].has_wait && seq > d->enter_seq &&
 	    chap_event_matches(&d->book.c[d->cur].wait, ev, d->target))
@@ -1010,6 +1026,7 @@ main(int argc, char **argv)
 		close(d.ev);
 	conn_reader_free(&d.rctl);
 	conn_reader_free(&d.rev);
+	json_object_put(d.scene);
 	dm_free(&d.dm);
 	json_object_put(d.queued);
 	return rc;

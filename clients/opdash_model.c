@@ -267,15 +267,22 @@ dm_on_ticket_open(struct dm_state *d, json_object *ev, json_object *data, int64_
 		op_strlcpy(t->severity, op_json_str(data, "severity", "warning"), sizeof(t->severity));
 	op_strlcpy(t->message, op_json_str(data, "message", ""), sizeof(t->message));
 	op_strlcpy(t->status, "open", sizeof(t->status));
+	int64_t prev_t0 = t->t0_ms;
 	t->opened_ms = ts;
 	t->closed_ms = 0;
 	t->executed_ms = 0;
 	t->awaiting_action = 0;
 	dm_link_fault(d, t);
 	if (reopened) {
-		/* a new episode: the Agent panel tells this one from the start */
-		t->nsteps = 0;
-		t->actions = 0;
+		/* A new fault since the last episode: tell this one from the start.
+		 * The same fault still at work (the violation came back): go on with
+		 * the story, so what was done before stays on the screen. */
+		if (t->t0_ms > prev_t0 && strcmp(t->fault, "") != 0) {
+			t->nsteps = 0;
+			t->actions = 0;
+		} else if (prev_t0 > 0) {
+			t->t0_ms = prev_t0;
+		}
 		struct dm_step *s = dm_step_add(t, DM_STEP_END, ts);
 		op_strlcpy(s->word, "reopened", sizeof(s->word));
 		snprintf(s->text, sizeof(s->text), "reopened (flap %lld of %lld): %s",

@@ -284,6 +284,42 @@ START_TEST(test_the_wait_and_approval)
 }
 END_TEST
 
+/* A violation back under the same fault continues the story; a new fault
+ * starts a new one. */
+START_TEST(test_reopen)
+{
+	struct dm_state d;
+
+	dm_init(&d);
+	feed(&d, drift_events, sizeof(drift_events) / sizeof(drift_events[0]));
+	struct dm_ticket *t = dm_ticket(&d, 1);
+	int before = t->nsteps;
+	int64_t t0 = t->t0_ms;
+	json_object *e = parse("{\"seq\":50,\"ts\":\"2026-11-28T20:42:20.000Z\",\"type\":\"ticket_reopened\","
+	    "\"ticket\":1,\"subject\":\"ratelimiter\",\"invariant\":\"counter_drift\",\"entity\":\"drift\","
+	    "\"data\":{\"flaps\":1,\"flap_max\":3,\"message\":\"again\"}}");
+	dm_apply_event(&d, e);
+	json_object_put(e);
+	ck_assert_int_eq(t->nsteps, before + 1);
+	ck_assert_int_eq(t->t0_ms, t0);
+	ck_assert_str_eq(t->steps[t->nsteps - 1].word, "reopened");
+	ck_assert_str_eq(t->status, "open");
+	e = parse("{\"seq\":60,\"ts\":\"2026-11-28T20:50:00.000Z\",\"type\":\"fault_injected\","
+	    "\"data\":{\"fault\":\"counter_drift\",\"subject\":\"ratelimiter\",\"target\":\"drift\","
+	    "\"started_at\":1795899000000,\"fault_id\":2}}");
+	dm_apply_event(&d, e);
+	json_object_put(e);
+	e = parse("{\"seq\":61,\"ts\":\"2026-11-28T20:50:03.000Z\",\"type\":\"ticket_reopened\","
+	    "\"ticket\":1,\"subject\":\"ratelimiter\",\"invariant\":\"counter_drift\",\"entity\":\"drift\","
+	    "\"data\":{\"flaps\":2,\"flap_max\":3,\"message\":\"new fault\"}}");
+	dm_apply_event(&d, e);
+	json_object_put(e);
+	ck_assert_int_eq(t->nsteps, 1);
+	ck_assert_int_eq(t->t0_ms, 1795899000000LL);
+	dm_free(&d);
+}
+END_TEST
+
 START_TEST(test_tikv_frame)
 {
 	struct dm_state d;
@@ -462,6 +498,7 @@ opdash_suite(void)
 
 	tcase_add_test(tc, test_every_panel_and_the_agent_sequence);
 	tcase_add_test(tc, test_the_wait_and_approval);
+	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_tikv_frame);
 	tcase_add_test(tc, test_small_terminal_and_daemon_gone);
 	tcase_add_test(tc, test_text_from_the_daemon_cannot_move_the_cursor);
