@@ -794,6 +794,7 @@ tikv_rebalance(struct tikv_priv *p, json_object *params, json_object **result, c
 	} else if (!blast_ok) {
 		snprintf(err, errlen, "blast radius: %s", bwhy);
 		op_json_set_str(res, "refused", bwhy);
+		op_json_set_str(res, "applied", "rejected"); /* nothing posted; retrying will not help */
 		rc = -1;
 	} else if (cancelled) {
 		snprintf(err, errlen, "cancelled after posting %zu of %zu operators (%zu accepted)",
