@@ -7,8 +7,9 @@
  * One pass, in order:
  *  - ps names every worker "operatord: ROLE" (cmdline) and "od: ROLE" (comm);
  *  - ticket B: rlnode n3 is SIGKILLed, node_down has no safe action and
- *    escalates: Alertmanager shows OperatordEscalation with its labels; n3
- *    comes back, B clears and the alert ends;
+ *    escalates: Alertmanager shows OperatordEscalation with its labels, and
+ *    shows it again after a restart (re-sent); n3 comes back, B clears and
+ *    the alert ends;
  *  - ticket A: counter drift (Redis holds entries no node allowed), the
  *    reset_counter action waits for approval: OperatordApprovalNeeded is
  *    shown; the test approves, A is verified resolved and the alert ends;
@@ -68,7 +69,8 @@ e_start_am(void)
 	ck_assert_ptr_nonnull(f);
 	fprintf(f, "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n");
 	fclose(f);
-	E->am_port = h_free_port();
+	if (E->am_port == 0)
+		E->am_port = h_free_port(); /* a restart keeps the port the config names */
 	snprintf(listen, sizeof(listen), "--web.listen-address=127.0.0.1:%d", E->am_port);
 	snprintf(cfgarg, sizeof(cfgarg), "--config.file=%s", cfg);
 	snprintf(storearg, sizeof(storearg), "--storage.path=%s", store);
@@ -399,6 +401,13 @@ START_TEST(t_ecosystem)
 	H_WAIT(ok, E_LOOP_MS, e_am_has("OperatordEscalation", tB));
 	H_CHECK(ok, "Alertmanager never showed OperatordEscalation for ticket %lld", (long long)tB);
 	e_check_labels("OperatordEscalation", tB, "node_down", "n3");
+	/* Alertmanager keeps alerts in memory only: after a restart the alert is
+	 * back because operatord re-sends what still fires. */
+	h_kill_wait(&E->am_pid, SIGKILL);
+	e_start_am();
+	H_WAIT(ok, E_LOOP_MS, e_am_has("OperatordEscalation", tB));
+	H_CHECK(ok, "OperatordEscalation for ticket %lld was not re-sent to a restarted "
+	    "Alertmanager", (long long)tB);
 	h_start_node(2);
 	H_WAIT(ok, H_WAIT_MS, h_node_healthy(2));
 	H_CHECK(ok, "n3 did not come back");
