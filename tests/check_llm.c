@@ -1595,17 +1595,25 @@ START_TEST(t_e2e_disagreement_waits_for_approval)
 
 	t_e2e_begin("e2e_disagreement_waits_for_approval");
 	t_reset();
+	/* A plan must fit its ticket (issue 9): re-publishing the limit remedies
+	 * ghost allowing, where the rules would resync the stale node instead. */
 	c = t_case("\"kind\":\"tool_use\"", "update_limit",
-	    "{\"key\":\"llm-disagree\",\"limit\":200000,\"node\":null}");
+	    "{\"key\":\"llm-disagree\",\"limit\":0,\"node\":null}");
 	const char *cases[] = {c};
 	t_script_e2e(K, cases, 1);
 	t_prepare_key(K);
 	pid_t ld = h_load_start(K, 40, 7);
 	int64_t since = h_last_seq();
-	t_inject_drift(K);
-	int64_t tid = t_wait_ticket(K, since);
+	char *gerr = NULL;
+	H_CHECK(h_opsend(NULL, &gerr, "chaos", "inject", "ghost_allowing", "key=llm-disagree",
+	    "ttl=60s", NULL) == 0, "inject ghost_allowing: %s", gerr ? gerr : "");
+	free(gerr);
+	int64_t tid = 0;
 	json_object *w = NULL;
 	int ok;
+	H_WAIT(ok, H_WAIT_MS, h_ev_refresh() &&
+	    (tid = h_ev_ticket("ghost_allowing", K, since)) > 0);
+	H_CHECK(ok, "no ghost_allowing ticket for %s", K);
 	H_WAIT(ok, T_LOOP_MS, h_ev_refresh() && (w = h_ev_find("action_awaiting_approval", tid,
 	    since)) != NULL);
 	h_load_stop(ld);
