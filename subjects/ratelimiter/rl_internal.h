@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/http.h"
 #include "subjects/ratelimiter/rl_wire.h"
 #include "subjects/subject.h"
 
@@ -66,7 +67,14 @@ struct rl_probe {
 	char err[256];
 };
 
-/* ---- rl_subject.c: config, observe, check, shared helpers ---- */
+/* ---- rl_subject.c: config, shared helpers ---- */
+/* GET of url with timeout_ms as the total and the connect timeout. */
+void rl_req_get(struct op_http_req *r, const char *url, int64_t timeout_ms);
+/* The JSON object of a 200 answer, or NULL with err. */
+json_object *rl_req_json(struct op_http_req *r, char *err, size_t errlen);
+/* ---- rl_observe.c ---- */
+int rl_observe(struct op_subject *s, json_object **out, char *err, size_t errlen);
+/* ---- rl_check.c: rl_check below ---- */
 redisContext *rl_redis_open(const struct rl_priv *p, int64_t timeout_ms, char *err,
     size_t errlen);
 /* A reply that is not an error, or NULL with err (the reply is freed). */
