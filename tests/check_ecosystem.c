@@ -13,6 +13,7 @@
  *  - ticket A: counter drift (Redis holds entries no node allowed), the
  *    reset_counter action waits for approval: OperatordApprovalNeeded is
  *    shown; the test approves, A is verified resolved and the alert ends;
+ *  - ticket D: the same, rejected: the alert ends;
  *  - a worker is SIGKILLed and restarted;
  *  - promtool check metrics passes on operatord's and an rlnode's /metrics,
  *    with tickets, actions and that restart in them; Prometheus, scraping
@@ -87,15 +88,16 @@ e_start_am(void)
 	H_CHECK(ok, "alertmanager did not become ready on port %d", E->am_port);
 }
 
-/* The active alert named `name` for ticket `tid`, or NULL (caller frees *all). */
+/* The active alert named `name` whose label `label` is `id`, or NULL (caller
+ * frees *all). */
 static json_object *
-e_am_alert(const char *name, int64_t tid, json_object **all)
+e_am_alert_by(const char *name, const char *label, int64_t id, json_object **all)
 {
 	struct h_resp r;
 	char t[32];
 
 	*all = NULL;
-	snprintf(t, sizeof(t), "%lld", (long long)tid);
+	snprintf(t, sizeof(t), "%lld", (long long)id);
 	if (e_get(E->am_port, "/api/v2/alerts", &r) != 200 || r.json == NULL) {
 		h_resp_free(&r);
 		return NULL;
@@ -106,11 +108,26 @@ e_am_alert(const char *name, int64_t tid, json_object **all)
 		json_object *a = json_object_array_get_idx(*all, i);
 		json_object *l = op_json_obj(a, "labels");
 		if (!strcmp(op_json_str(l, "alertname", ""), name) &&
-		    !strcmp(op_json_str(l, "ticket", ""), t) &&
+		    !strcmp(op_json_str(l, label, ""), t) &&
 		    !strcmp(op_json_str(op_json_obj(a, "status"), "state", ""), "active"))
 			return a;
 	}
 	return NULL;
+}
+
+static json_object *
+e_am_alert(const char *name, int64_t tid, json_object **all)
+{
+	return e_am_alert_by(name, "ticket", tid, all);
+}
+
+static int
+e_am_has_action(int64_t action_id)
+{
+	json_object *all;
+	int has = e_am_alert_by("OperatordApprovalNeeded", "action_id", action_id, &all) != NULL;
+	json_object_put(all);
+	return has;
 }
 
 static int
@@ -429,6 +446,18 @@ START_TEST(t_ecosystem)
 	e_wait_terminal(tA, sinceA, "ticket_resolved");
 	H_WAIT(ok, E_LOOP_MS, !e_am_has("OperatordApprovalNeeded", tA));
 	H_CHECK(ok, "OperatordApprovalNeeded for ticket %lld did not end", (long long)tA);
+
+	/* D: an approval that is rejected ends its alert too. */
+	int64_t sinceD, tD = e_drift("eco-d", &sinceD);
+	int64_t aD = e_wait_action(tD, sinceD);
+	H_WAIT(ok, E_LOOP_MS, e_am_has_action(aD));
+	H_CHECK(ok, "Alertmanager never showed OperatordApprovalNeeded for action %lld", (long long)aD);
+	snprintf(buf, sizeof(buf), "%lld", (long long)aD);
+	H_CHECK(e_op(NULL, "reject", buf, NULL) == 0, "opsend reject %s failed", buf);
+	/* The drift goes on, so the ticket may come back with a new action: the
+	 * rejected one's alert is what must end. */
+	H_WAIT(ok, E_LOOP_MS, !e_am_has_action(aD));
+	H_CHECK(ok, "OperatordApprovalNeeded for rejected action %lld did not end", (long long)aD);
 
 	/* A worker restart, seen by /metrics and Prometheus. */
 	json_object *s2 = h_status();
