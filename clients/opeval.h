@@ -31,6 +31,8 @@ enum eval_status {
 	EVAL_NOT_DETECTED,
 	EVAL_NOT_STARTED,
 	EVAL_CLEARED,   /* healed before a verified fix (baseline: the expected end) */
+	EVAL_UNPROVEN,  /* resolved, but verification could not credit the action
+	                 * (the fault's own undo fell in its window) */
 	EVAL_NSTATUS
 };
 extern const char *const eval_status_names[EVAL_NSTATUS];

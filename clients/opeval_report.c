@@ -131,8 +131,8 @@ eval_print_table(FILE *out, json_object *rep)
 	    op_json_str(op_json_obj(rep, "campaign"), "name", "?"), op_json_str(rep, "subject", "?"),
 	    op_json_str(rep, "backend", "?"), op_json_str(rep, "started", "?"),
 	    op_json_str(rep, "finished", "?"));
-	fprintf(out, "%-16s %6s %5s %4s %4s %4s %4s %4s %13s %13s %s %6s %6s %5s\n", "fault", "trials",
-	    "fixed", "esc", "t/o", "n/d", "n/s", "clr", "ttd p50/p95", "ttf p50/p95",
+	fprintf(out, "%-16s %6s %5s %4s %4s %4s %4s %4s %4s %13s %13s %s %6s %6s %5s\n", "fault",
+	    "trials", "fixed", "unpr", "esc", "t/o", "n/d", "n/s", "clr", "ttd p50/p95", "ttf p50/p95",
 	    base ? "self-heal p50/p95" : "", "false", "collat", "acts");
 	json_object_object_foreach(sum, fault, s)
 	{
@@ -144,8 +144,9 @@ eval_print_table(FILE *out, json_object *rep)
 		if (base)
 			snprintf(sh, sizeof(sh), "%8s/%-8s", rep_fmt(s, "self_heal_p50_s", e, sizeof(e)),
 			    rep_fmt(s, "self_heal_p95_s", f2, sizeof(f2)));
-		fprintf(out, "%-16s %6lld %5lld %4lld %4lld %4lld %4lld %4lld %13s %13s %s %6lld %6lld %5s\n",
-		    fault, (long long)op_json_int(s, "trials", 0), (long long)op_json_int(s, "fixed", 0),
+		fprintf(out, "%-16s %6lld %5lld %4lld %4lld %4lld %4lld %4lld %4lld %13s %13s %s %6lld %6lld "
+		    "%5s\n", fault, (long long)op_json_int(s, "trials", 0),
+		    (long long)op_json_int(s, "fixed", 0), (long long)op_json_int(s, "unproven", 0),
 		    (long long)op_json_int(s, "escalated", 0), (long long)op_json_int(s, "timeout", 0),
 		    (long long)op_json_int(s, "not_detected", 0),
 		    (long long)op_json_int(s, "not_started", 0), (long long)op_json_int(s, "cleared", 0),
@@ -153,7 +154,7 @@ eval_print_table(FILE *out, json_object *rep)
 		    (long long)op_json_int(s, "collateral_tickets", 0),
 		    rep_fmt(s, "actions_per_trial", a, sizeof(a)));
 	}
-	fprintf(out, "(seconds from injection; esc escalated, t/o timeout, n/d not detected, "
+	fprintf(out, "(seconds from injection; unpr resolved but unproven, esc escalated, t/o timeout, n/d not detected, "
 	    "n/s not started, clr cleared by itself%s)\n", base ? "; self-heal: observe mode" : "");
 }
 
@@ -318,7 +319,7 @@ eval_write_html(const char *path, json_object *rep, char *err, size_t errlen)
 		fprintf(f, "</p>\n");
 	}
 	fprintf(f, "<table><tr><th>fault</th><th>trials</th><th>verified fix</th><th>success</th>"
-	    "<th>escalated</th><th>timeout</th><th>not detected</th><th>not started</th>"
+	    "<th>unproven</th><th>escalated</th><th>timeout</th><th>not detected</th><th>not started</th>"
 	    "<th>cleared</th><th>ttd p50</th><th>ttf p50</th><th>ttf p95</th><th>self-heal p50</th>"
 	    "<th>false tickets</th><th>actions/trial</th></tr>\n");
 	json_object_object_foreach(sum, fault, s)
@@ -327,9 +328,10 @@ eval_write_html(const char *path, json_object *rep, char *err, size_t errlen)
 		fprintf(f, "<tr><td>");
 		html_esc(f, fault);
 		fprintf(f, "</td><td>%lld</td><td>%lld</td><td><span class=\"bar\" style=\"width:%dpx\">"
-		    "</span> %.0f%%</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td>",
-		    (long long)op_json_int(s, "trials", 0), (long long)op_json_int(s, "fixed", 0),
-		    (int)(rate * 60), rate * 100, (long long)op_json_int(s, "escalated", 0),
+		    "</span> %.0f%%</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td>"
+		    "<td>%lld</td>", (long long)op_json_int(s, "trials", 0),
+		    (long long)op_json_int(s, "fixed", 0), (int)(rate * 60), rate * 100,
+		    (long long)op_json_int(s, "unproven", 0), (long long)op_json_int(s, "escalated", 0),
 		    (long long)op_json_int(s, "timeout", 0), (long long)op_json_int(s, "not_detected", 0),
 		    (long long)op_json_int(s, "not_started", 0), (long long)op_json_int(s, "cleared", 0));
 		fprintf(f, "<td>%s</td>", rep_fmt(s, "ttd_p50_s", a, sizeof(a)));

@@ -324,7 +324,7 @@ run_done(struct run_ctx *r, const struct eval_truth *tr, int baseline, int64_t e
 		done = ended && op_wall_ms() - ended > EVAL_DETECT_GRACE_MS;
 	else
 		done = ended && (!strcmp(st, "fixed") || !strcmp(st, "escalated") ||
-		    !strcmp(st, "cleared"));
+		    !strcmp(st, "cleared") || !strcmp(st, "unproven"));
 	json_object_put(tmp);
 	return done;
 }

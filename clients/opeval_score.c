@@ -15,7 +15,7 @@
 #include "common/util.h"
 
 const char *const eval_status_names[EVAL_NSTATUS] = {
-	"fixed", "escalated", "timeout", "not_detected", "not_started", "cleared",
+	"fixed", "escalated", "timeout", "not_detected", "not_started", "cleared", "unproven",
 };
 
 /* Actions whose events say something ran (or may have). */
@@ -97,7 +97,8 @@ eval_score(json_object *events, const struct eval_truth *t, int64_t to_seq, int 
 	int64_t ticket = 0, open_ts = 0, effect_ts = 0, fixed_ts = 0, cleared_ts = 0;
 	int64_t tin = 0, tout = 0;
 	double cost = 0;
-	int escalated = 0, verified = 0;
+	int escalated = 0, verified = 0, unproven = 0;
+	char vresult[32] = "";
 	const char *why = NULL;
 
 	for (size_t i = 0; i < json_object_array_length(events); i++) {
@@ -159,10 +160,13 @@ eval_score(json_object *events, const struct eval_truth *t, int64_t to_seq, int 
 		}
 		if (ticket == 0 || tk != ticket)
 			continue;
-		if (!strcmp(type, "verification"))
-			verified = strcmp(op_json_str(d, "result", ""), "success") == 0;
-		else if (!strcmp(type, "ticket_resolved") && fixed_ts == 0 && cleared_ts == 0)
+		if (!strcmp(type, "verification")) {
+			op_strlcpy(vresult, op_json_str(d, "result", ""), sizeof(vresult));
+			verified = strcmp(vresult, "success") == 0;
+		} else if (!strcmp(type, "ticket_resolved") && fixed_ts == 0 && cleared_ts == 0) {
 			fixed_ts = verified ? ts : 0;
+			unproven = !verified && !strcmp(vresult, "unproven");
+		}
 		else if (!strcmp(type, "ticket_escalated"))
 			escalated = 1;
 		else if (!strcmp(type, "ticket_cleared") && cleared_ts == 0 && fixed_ts == 0)
@@ -177,6 +181,9 @@ eval_score(json_object *events, const struct eval_truth *t, int64_t to_seq, int 
 		st = cleared_ts ? EVAL_CLEARED : fixed_ts ? EVAL_FIXED : EVAL_TIMEOUT;
 	} else if (fixed_ts) {
 		st = EVAL_FIXED;
+	} else if (unproven) {
+		st = EVAL_UNPROVEN;
+		why = "resolved, but the verification was unproven (the fault's undo fell in its window)";
 	} else if (escalated) {
 		st = EVAL_ESCALATED;
 	} else if (cleared_ts) {
