@@ -18,9 +18,9 @@
  *  - promtool check metrics passes on operatord's and an rlnode's /metrics,
  *    with tickets, actions and that restart in them; Prometheus, scraping
  *    operatord, answers a query with the restart count;
- *  - Alertmanager is stopped: ticket C still waits for approval, is
- *    approved and resolves; every opsend call answers meanwhile and the
- *    failed POSTs are counted in /metrics.
+ *  - Alertmanager hangs (SIGSTOP), POSTs time out only after 60 s: ticket C
+ *    still waits for approval, is approved and resolves, opsend answers
+ *    meanwhile; Alertmanager dies and the failed POSTs are counted.
  */
 #include <check.h>
 #include <signal.h>
@@ -40,7 +40,7 @@
 #define E_LOOP_MS 60000       /* an event that needs a whole loop */
 #define E_APPROVAL_TTL "10m"  /* approvals wait for the test, never expire here */
 #define E_RESEND "2s"         /* [alerts] resend_interval */
-#define E_OPSEND_MAX_MS 5000  /* an opsend call slower than this means something blocked */
+#define E_POST_TIMEOUT "60s"  /* [alerts] timeout: a hung Alertmanager holds a POST this long */
 
 struct e_state {
 	pid_t am_pid, prom_pid;
@@ -226,7 +226,7 @@ e_write_conf(void)
 	fprintf(f, "[safety]\napproval_ttl = %s\napproval_expiry = escalate\nblast_radius = 100%%\n\n",
 	    E_APPROVAL_TTL);
 	fprintf(f, "[alerts]\nalertmanager = http://127.0.0.1:%d/\nresend_interval = %s\n"
-	    "timeout = 1s\n", E->am_port, E_RESEND);
+	    "timeout = %s\n", E->am_port, E_RESEND, E_POST_TIMEOUT);
 	fclose(f);
 }
 
@@ -268,17 +268,12 @@ e_restart_od(void)
 	H_CHECK(ok, "operatord with [alerts] did not become ready");
 }
 
-/* opsend, timed: nothing in the supervisor may block on Alertmanager. */
 static int
 e_op(json_object **res, const char *a0, const char *a1, const char *a2)
 {
 	char *err = NULL;
-	int64_t t0 = op_mono_ms();
 	int rc = h_opsend(res, &err, a0, a1, a2, NULL);
-	int64_t took = op_mono_ms() - t0;
 
-	H_CHECK(took < E_OPSEND_MAX_MS, "opsend %s took %lld ms: the supervisor blocked", a0,
-	    (long long)took);
 	free(err);
 	return rc;
 }
@@ -491,8 +486,11 @@ START_TEST(t_ecosystem)
 	    buf, sizeof(buf)), !strcmp(buf, "1")));
 	H_CHECK(ok, "Prometheus query of operatord_worker_restarts_total gave \"%s\", want 1", buf);
 
-	/* Alertmanager down: the loop still closes, nothing blocks, failures counted. */
-	h_kill_wait(&E->am_pid, SIGTERM);
+	/* Alertmanager hung (SIGSTOP: connections are accepted, nothing answers)
+	 * with a 60 s POST timeout: a supervisor that waited on HTTP could not
+	 * answer opsend or close the loop meanwhile. Then it dies: the failed
+	 * POSTs are counted. */
+	kill(E->am_pid, SIGSTOP);
 	int64_t tC = e_drift("eco-c", &sinceC);
 	int64_t aC = e_wait_action(tC, sinceC);
 	json_object *res = NULL;
@@ -501,6 +499,7 @@ START_TEST(t_ecosystem)
 	snprintf(buf, sizeof(buf), "%lld", (long long)aC);
 	H_CHECK(e_op(NULL, "approve", buf, NULL) == 0, "opsend approve %s failed", buf);
 	e_wait_terminal(tC, sinceC, "ticket_resolved");
+	h_kill_wait(&E->am_pid, SIGKILL);
 	char series[256];
 	snprintf(series, sizeof(series), "operatord_alertmanager_posts_total{url=\"http://127.0.0.1:"
 	    "%d/api/v2/alerts\",result=\"error\"}", E->am_port);
