@@ -270,8 +270,8 @@ parse_body_n(const char *what, const char *buf, size_t len, json_type want, stru
 		clean_copy(snip, sizeof(snip), buf ? buf : "", buf ? (len > 40 ? 40 : len) : 0);
 		/* op_json_parse never returns NULL for a valid literal other than
 		 * "null", which it also returns as NULL; tell the two apart. */
-		if (buf != NULL && len >= 4 && strncmp(buf, "null", 4) == 0 &&
-		    strspn(buf + 4, " \r\n\t") == len - 4) {
+		if (buf != NULL && len >= 4 && memcmp(buf, "null", 4) == 0 &&
+		    blank_n(buf + 4, len - 4)) {
 			if (want == json_type_null) {
 				*is_null = 1;
 				return NULL;
