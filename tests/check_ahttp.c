@@ -341,6 +341,39 @@ START_TEST(test_many_at_once)
 }
 END_TEST
 
+/* A callback that starts the next request of a chain (etcd's read-then-write). */
+static int chain_left;
+static long chain_status[4];
+
+static void
+chain_cb(struct ahttp_req *r, long status, const char *body, size_t len, const char *err,
+    void *arg)
+{
+	char e[256];
+	chain_status[3 - chain_left] = status;
+	if (--chain_left > 0)
+		ck_assert_ptr_nonnull(ahttp_request(H, "POST", url(S.port, "/echo"), "next", 4, NULL,
+		    2000, chain_cb, NULL, e, sizeof(e)));
+	else
+		waiting = 0;
+}
+
+START_TEST(test_request_from_callback)
+{
+	char e[256];
+	chain_left = 3;
+	ck_assert_ptr_nonnull(ahttp_request(H, "GET", url(S.port, "/ok"), NULL, 0, NULL, 2000,
+	    chain_cb, NULL, e, sizeof(e)));
+	waiting = 1;
+	run_until_done();
+	ck_assert_int_eq(chain_left, 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(chain_status[i], 200);
+	ck_assert_uint_eq(ahttp_pending(H), 0);
+	ck_assert_int_eq(S.hits, 3);
+}
+END_TEST
+
 static int free_cb_calls;
 
 static void
@@ -401,6 +434,7 @@ ahttp_suite(void)
 	tcase_add_test(tc, test_bad_url_refused_at_once);
 	tcase_add_test(tc, test_cancel_no_callback);
 	tcase_add_test(tc, test_many_at_once);
+	tcase_add_test(tc, test_request_from_callback);
 	tcase_add_test(tc, test_free_inside_callback);
 	tcase_add_test(tc, test_free_with_requests_in_flight);
 	suite_add_tcase(s, tc);
