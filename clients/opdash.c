@@ -31,6 +31,7 @@
 #include "clients/opdash.h"
 #include "common/jsonutil.h"
 #include "common/util.h"
+#include "protocol/ctl.h"
 #include "protocol/frame.h"
 
 #define OPDASH_FRAME_MS 250          /* redraw at least this often: ages, the wait */
@@ -46,8 +47,6 @@
 #define OPDASH_MESSAGE_MS 6000       /* how long a message stays on the bottom line */
 #define OPDASH_SNAPSHOT_W 120        /* --snapshot size when stdout is not a terminal */
 #define OPDASH_SNAPSHOT_H 40
-#define OPDASH_CTL "ctl.sock"        /* TODO(H1): OP_CTL_SOCK from protocol/ctl.h */
-#define OPDASH_EVENTS "events.sock"  /* TODO(H1): OP_EVENTS_SOCK */
 
 /* A chapter's life: entered, running its commands and its wait, then done
  * (or failed, or timed out: either way the presenter may go on). */
@@ -470,7 +469,8 @@ on_reply(struct dash *d, struct pending *p, json_object *body)
 		int64_t before = d->dm.last_seq;
 		for (size_t i = 0; i < n; i++)
 			apply_event(d, json_object_array_get_idx(rows, i));
-		if (n >= OPDASH_EVENTS_PAGE && d->dm.last_seq > before)
+		/* pages are bounded in rows and bytes: the end is an empty page */
+		if (n > 0 && d->dm.last_seq > before)
 			request_events(d, d->dm.last_seq);
 		else
 			replay_done(d);
@@ -549,13 +549,13 @@ try_connect(struct dash *d)
 {
 	char path[4200], err[4300];
 
-	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OPDASH_CTL);
+	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OP_CTL_SOCK);
 	if ((d->ctl = op_frame_connect(path, err, sizeof(err))) < 0) {
 		snprintf(d->dm.conn_error, sizeof(d->dm.conn_error), "%s", err);
 		return -1;
 	}
 	/* subscribe before replaying so nothing falls between the two */
-	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OPDASH_EVENTS);
+	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OP_EVENTS_SOCK);
 	if ((d->ev = op_frame_connect(path, err, sizeof(err))) < 0) {
 		close(d->ctl);
 		d->ctl = -1;
@@ -891,7 +891,7 @@ run_snapshot(struct dash *d, int w, int h)
 	int rc = CLIENT_EXIT_OK;
 	json_object *res;
 
-	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OPDASH_CTL);
+	snprintf(path, sizeof(path), "%s/%s", d->rtdir, OP_CTL_SOCK);
 	int fd = op_frame_connect(path, err, sizeof(err));
 	if (fd < 0) {
 		snprintf(d->dm.conn_error, sizeof(d->dm.conn_error), "%s", err);
@@ -913,7 +913,7 @@ run_snapshot(struct dash *d, int w, int h)
 				for (size_t i = 0; i < k; i++)
 					dm_apply_event(&d->dm, json_object_array_get_idx(rows, i));
 				json_object_put(rows);
-				if (k < OPDASH_EVENTS_PAGE || d->dm.last_seq <= since)
+				if (k == 0 || d->dm.last_seq <= since)
 					break;
 				since = d->dm.last_seq;
 			}
@@ -992,6 +992,23 @@ main(int argc, char **argv)
 			return CLIENT_EXIT_FAILED;
 		}
 		d.have_book = 1;
+		/* a chapter's commands must be control commands: say so now, not on stage */
+		for (int i = 0; i < d.book.n; i++)
+			for (int k = 0; k < d.book.c[i].ndo; k++) {
+				char cmd[64];
+				json_object *args;
+				if (chap_split_cmd(d.book.c[i].do_cmd[k], cmd, sizeof(cmd), &args, err,
+				    sizeof(err)) != 0 || op_ctl_lookup(cmd) == NULL) {
+					if (args != NULL)
+						snprintf(err, sizeof(err), "\"%s\" is not a control command "
+						    "(see opsend --help)", cmd);
+					fprintf(stderr, "opdash: %s: chapter \"%s\": do: %s\n", chapters,
+					    d.book.c[i].title, err);
+					json_object_put(args);
+					return CLIENT_EXIT_FAILED;
+				}
+				json_object_put(args);
+			}
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (snapshot) {

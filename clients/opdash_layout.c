@@ -226,7 +226,7 @@ draw_status(struct lay_grid *g, const struct lay_view *v)
 
 	put_fill(g, 0, 0, g->w, ' ', LAY_DEFAULT, LAY_REVERSE);
 	if (!d->connected) {
-		snprintf(buf, sizeof(buf), " operatord is not running: reconnecting (%s)", d->conn_error);
+		snprintf(buf, sizeof(buf), " operatord is not running (%s)", d->conn_error);
 		put_str(g, 0, 0, g->w, buf, LAY_RED, LAY_REVERSE | LAY_BOLD);
 		return;
 	}
