@@ -6,6 +6,7 @@
 #include <sys/random.h>
 
 #include "common/jsonutil.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "protocol/frame.h"
 
@@ -69,6 +70,19 @@ client_request(int fd, const char *cmd, json_object *args, json_object **reply)
 }
 
 void
+client_put(FILE *f, const char *fmt, const char *s)
+{
+	size_t cap = strlen(s) * 4 + 1; /* every byte may become \xNN */
+	char *e = malloc(cap);
+
+	if (e == NULL)
+		return;
+	log_escape(e, cap, s);
+	fprintf(f, fmt, e);
+	free(e);
+}
+
+void
 client_print_event(json_object *ev, int as_json)
 {
 	json_object *ts;
@@ -89,16 +103,19 @@ client_print_event(json_object *ev, int as_json)
 		    JSON_C_TO_STRING_NOSLASHESCAPE));
 	} else {
 		json_object *data = op_json_obj(ev, "data");
-		printf("%s #%lld %-24s", op_json_str(ev, "ts", ""), (long long)op_json_int(ev, "seq", 0),
-		    op_json_str(ev, "type", ""));
+		/* Text in events comes from subjects, models and operators: its
+		 * control characters are shown escaped, never sent to the terminal. */
+		client_put(stdout, "%s", op_json_str(ev, "ts", ""));
+		printf(" #%lld ", (long long)op_json_int(ev, "seq", 0));
+		client_put(stdout, "%-24s", op_json_str(ev, "type", ""));
 		if (op_json_int(ev, "ticket", 0))
 			printf(" ticket=%lld", (long long)op_json_int(ev, "ticket", 0));
 		if (op_json_str(ev, "subject", NULL))
-			printf(" %s", op_json_str(ev, "subject", ""));
+			client_put(stdout, " %s", op_json_str(ev, "subject", ""));
 		if (op_json_str(ev, "invariant", NULL))
-			printf(" %s", op_json_str(ev, "invariant", ""));
+			client_put(stdout, " %s", op_json_str(ev, "invariant", ""));
 		if (op_json_str(ev, "entity", NULL))
-			printf(" [%s]", op_json_str(ev, "entity", ""));
+			client_put(stdout, " [%s]", op_json_str(ev, "entity", ""));
 		const char *hint = op_json_str(data, "message", NULL);
 		if (hint == NULL)
 			hint = op_json_str(data, "primary_diagnosis", NULL);
@@ -107,9 +124,9 @@ client_print_event(json_object *ev, int as_json)
 		if (hint == NULL)
 			hint = op_json_str(data, "action", NULL);
 		if (hint != NULL)
-			printf(" — %s", hint);
+			client_put(stdout, " — %s", hint);
 		if (op_json_str(data, "result", NULL))
-			printf(" (%s)", op_json_str(data, "result", ""));
+			client_put(stdout, " (%s)", op_json_str(data, "result", ""));
 		printf("\n");
 	}
 	fflush(stdout);

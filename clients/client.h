@@ -3,6 +3,7 @@
 #define OP_CLIENT_H
 
 #include <json-c/json.h>
+#include <stdio.h>
 
 #include "protocol/ctl.h"
 
@@ -21,6 +22,9 @@ int client_connect(const char *runtime_dir, const char *name);
 /* Sends {cmd, args} and waits for the reply body. Returns 0 with *reply set,
  * or an exit code with a message printed. */
 int client_request(int fd, const char *cmd, json_object *args, json_object **reply);
+/* fprintf(f, fmt, s) with s's control characters escaped (\n, \xNN): text
+ * from the daemon is never sent raw to a terminal. fmt has one %s. */
+void client_put(FILE *f, const char *fmt, const char *s);
 /* Prints an event row as one JSON line or one human line. */
 void client_print_event(json_object *ev, int as_json);
 

@@ -209,7 +209,7 @@ main(int argc, char **argv)
 	if (rc != 0)
 		return rc;
 	if (!op_json_bool(reply, "ok", 0)) {
-		fprintf(stderr, "opsend: %s\n", op_json_str(reply, "error", "failed"));
+		client_put(stderr, "opsend: %s\n", op_json_str(reply, "error", "failed"));
 		if (as_json)
 			printf("%s\n", json_object_to_json_string_ext(reply, JSON_C_TO_STRING_PLAIN));
 		json_object_put(reply);

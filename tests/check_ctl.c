@@ -45,6 +45,8 @@ static char setup_pd[64];
 static int blackhole = -1;
 #define CTL_SLOW_PD_TIMEOUT "5s"
 
+static char *slurp(const char *path);
+
 static int
 ctl_connect(void)
 {
@@ -125,14 +127,23 @@ static void
 teardown(void)
 {
 	char cmd[400];
+	char *log = NULL;
 
 	if (daemon_pid > 0) {
 		kill(daemon_pid, SIGTERM);
 		waitpid(daemon_pid, NULL, 0);
+		log = slurp(logpath);
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	/* In the ASan+UBSan build, what the daemon did under abuse is checked too. */
+	int bad = log != NULL && (strstr(log, "AddressSanitizer") != NULL ||
+	    strstr(log, "LeakSanitizer") != NULL || strstr(log, "runtime error:") != NULL);
+	if (bad)
+		fprintf(stderr, "operatord log:\n%s\n", log);
+	free(log);
+	ck_assert_msg(!bad, "the daemon's log has a sanitizer report");
 }
 
 /* Sends raw bytes, expects one error reply whose message contains needle. */
