@@ -265,8 +265,9 @@ html_failed(FILE *f, json_object *arr, const char *fault, int baseline)
 		if (!any)
 			fprintf(f, "<h4>%s trials that did not end %s</h4>\n", baseline ? "Baseline" :
 			    "Operator", baseline ? "cleared by themselves" : "fixed");
-		any = 1;
-		fprintf(f, "<details><summary>trial %lld: <b>", (long long)op_json_int(t, "trial", 0));
+		/* the first few open, so the page shows why without a click */
+		fprintf(f, "<details%s><summary>trial %lld: <b>", any++ < 3 ? " open" : "",
+		    (long long)op_json_int(t, "trial", 0));
 		html_esc(f, st);
 		fprintf(f, "</b> (ticket %lld) ", (long long)op_json_int(t, "ticket", 0));
 		html_esc(f, op_json_str(t, "why", ""));
@@ -297,7 +298,8 @@ eval_write_html(const char *path, json_object *rep, char *err, size_t errlen)
 	fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>operatord campaign ");
 	html_esc(f, op_json_str(op_json_obj(rep, "campaign"), "name", ""));
 	fprintf(f, "</title>\n<style>body{font-family:sans-serif;max-width:1000px;margin:1em auto;"
-	    "color:#222}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+	    "color:#222}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+	    "padding:2px 5px;"
 	    "text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
 	    "pre{background:#f7f7f7;padding:6px;font-size:11px;overflow-x:auto}"
 	    ".bar{display:inline-block;height:10px;background:#3a7}</style></head><body>\n");
@@ -318,10 +320,10 @@ eval_write_html(const char *path, json_object *rep, char *err, size_t errlen)
 		html_esc(f, op_json_str(rep, "note", ""));
 		fprintf(f, "</p>\n");
 	}
-	fprintf(f, "<table><tr><th>fault</th><th>trials</th><th>verified fix</th><th>success</th>"
-	    "<th>unproven</th><th>escalated</th><th>timeout</th><th>not detected</th><th>not started</th>"
-	    "<th>cleared</th><th>ttd p50</th><th>ttf p50</th><th>ttf p95</th><th>self-heal p50</th>"
-	    "<th>false tickets</th><th>actions/trial</th></tr>\n");
+	fprintf(f, "<table><tr><th>fault</th><th>trials</th><th>fixed</th><th>success</th>"
+	    "<th>unproven</th><th>escal.</th><th>timeout</th><th>not det.</th><th>not started</th>"
+	    "<th>cleared</th><th>ttd p50 s</th><th>ttf p50 s</th><th>ttf p95 s</th>"
+	    "<th>self-heal p50 s</th><th>false tickets</th><th>actions /trial</th></tr>\n");
 	json_object_object_foreach(sum, fault, s)
 	{
 		double rate = op_json_double(s, "success_rate", 0);
@@ -355,7 +357,7 @@ eval_write_html(const char *path, json_object *rep, char *err, size_t errlen)
 		fprintf(f, "</h2>\n<p>%lld of %lld trials ended in a verified fix.</p>\n",
 		    (long long)op_json_int(s2, "fixed", 0), (long long)op_json_int(s2, "trials", 0));
 		fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\">\n", SVG_W,
-		    20 + rows * SVG_ROW + 6);
+		    20 + (rows + 1) * SVG_ROW);
 		html_row(f, trials, fault2, "ttd_s", "time to detect", "#1f77b4", 0, xmax);
 		html_row(f, trials, fault2, "ttf_s", "time to verified fix", "#2ca02c", 1, xmax);
 		if (rows == 4) {
