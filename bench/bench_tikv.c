@@ -24,7 +24,8 @@
 #include "subjects/subject.h"
 
 #define BENCH_STORES 3
-#define BENCH_START_WAIT_MS 60000   /* pdsim listening and every store live */
+#define BENCH_START_WAIT_MS 60000   /* pdsim listening and every store live ... */
+#define BENCH_WAIT_PER_REGION_US 300 /* ... plus this per region (1M: 5 more minutes) */
 #define BENCH_PD_TIMEOUT "120s"     /* /regions at 1M is hundreds of MB */
 #define BENCH_RUNS_SMALL 20         /* observe+check rounds up to 10k regions */
 #define BENCH_RUNS_LARGE 5          /* ... and from 100k */
@@ -113,7 +114,7 @@ bench_one(const char *bin, int regions)
 	}
 	struct op_subject *s = op_subjects_find(&all, "tikv");
 	/* warm up: every store heartbeating and every region led */
-	int64_t end = op_mono_ms() + BENCH_START_WAIT_MS;
+	int64_t end = op_mono_ms() + BENCH_START_WAIT_MS + (int64_t)regions * BENCH_WAIT_PER_REGION_US / 1000;
 	for (;;) {
 		json_object *obs = NULL;
 		int ready = 0;

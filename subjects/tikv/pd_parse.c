@@ -1360,6 +1360,25 @@ rs_literal_end(struct pd_regscan *s, struct pd_err *err)
 	return rs_fail(s, err, "invalid literal");
 }
 
+/* The first byte at or after p that ends a plain run inside a string: the
+ * closing quote, a backslash or a control byte (or e). memchr and a simple
+ * reduction vectorize; a byte-at-a-time loop over 40 MB of keys does not. */
+static const char *
+rs_skip_plain(const char *p, const char *e)
+{
+	const char *q = memchr(p, '"', (size_t)(e - p));
+	size_t span = q ? (size_t)(q - p) : (size_t)(e - p);
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < span; i++)
+		bad |= (unsigned char)p[i] < 0x20 || p[i] == '\\';
+	if (!bad)
+		return p + span;
+	while (p < e && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+		p++;
+	return p;
+}
+
 int
 pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err *err)
 {
@@ -1381,8 +1400,7 @@ pd_regscan_feed(struct pd_regscan *s, const char *buf, size_t len, struct pd_err
 					while (p < e && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
 						rs_tok_add(s, *p++);
 				} else {
-					while (p < e && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-						p++;
+					p = rs_skip_plain(p, e);
 				}
 				if (p == e)
 					continue;
