@@ -1,18 +1,26 @@
 /* libFuzzer target for the models' answers (workers/llm_parse.c): an
  * Anthropic Messages or OpenAI chat-completions body, with the HTTP status
- * and the backend chosen by the first byte. Run it with
+ * and the backend chosen by the first byte; an answer that parses is then
+ * checked against a subject's catalogue and bounds as the diagnoser does
+ * (the subject chosen by the first byte too). Run it with
  *   scripts/fuzz.sh llm 60 */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "subjects/subject.h"
 #include "workers/llm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The answers that take a different path: ok, rate limited, overloaded,
  * client errors, server errors. */
+static const struct op_subject fuzz_rl = {.ops = &rl_subject_ops, .name = "ratelimiter"};
+#ifdef OP_HAVE_TIKV
+static const struct op_subject fuzz_tikv = {.ops = &tikv_subject_ops, .name = "tikv"};
+#endif
+
 static const long fuzz_statuses[] = {200, 200, 200, 200, 429, 529, 400, 401, 413, 500, 503, 408};
 
 int
@@ -41,6 +49,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (r.answer == NULL)
 			__builtin_trap(); /* OK must carry the diagnosis */
 		(void)llm_plans_agree(r.answer, r.answer);
+		char errs[1024];
+		const struct op_subject *sj = &fuzz_rl;
+#ifdef OP_HAVE_TIKV
+		if (data[0] & 0x40)
+			sj = &fuzz_tikv;
+#endif
+		if (llm_check_answer(sj, r.answer, errs, sizeof(errs)) != 0 && errs[0] == '\0')
+			__builtin_trap(); /* a refused answer must say what was wrong */
 	}
 	(void)llm_cost_usd("claude-sonnet-4-5", r.tokens_in, r.tokens_out);
 	llm_result_clear(&r);
