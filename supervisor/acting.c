@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "subjects/subject.h"
+#include "supervisor/ha.h"
 #include "supervisor/od.h"
 #include "supervisor/ticket.h"
 
@@ -204,6 +205,8 @@ acting_dispatch(struct ticket *t, struct action *a)
 {
 	if (od->w[OD_EXECUTOR].state != OD_W_READY)
 		return; /* stays pending; resumed when the executor is ready */
+	if (!ha_leads(t->subject, NULL))
+		return; /* [ha] stays pending; resumed when this instance leads */
 	int64_t attempt = op_json_int(a->row, "attempt", 0) + 1;
 	/* Unrecorded means unsent: a pending row would be sent again later. */
 	if (action_set_status(a, ACT_DISPATCHED, NULL) != 0 ||
@@ -225,6 +228,7 @@ acting_dispatch(struct ticket *t, struct action *a)
 	json_object_object_add(b, "entity", json_object_new_string(t->entity));
 	json_object_object_add(b, "action", json_object_new_string(a->name));
 	json_object_object_add(b, "params", json_object_get(op_json_obj(a->row, "params")));
+	ha_job(b, t->subject, a->id); /* [ha] the term the executor fences on */
 	/* issue 9: nodes an action that picks its own may still touch */
 	json_object_object_add(b, "blast", policy_blast_allowance(t->row, a->row));
 	outbox_send(OD_EXECUTOR, OP_MSG_EXECUTE, od_new_id(), b);
@@ -344,7 +348,8 @@ acting_advance(struct ticket *t)
 	struct action a;
 	int64_t now = op_wall_ms();
 
-	if (t->status != TK_DIAGNOSED || op_json_int(t->row, "held", 0))
+	if (t->status != TK_DIAGNOSED || op_json_int(t->row, "held", 0) ||
+	    !ha_leads(t->subject, NULL))
 		return;
 	if (action_load_next(&a, t->id, 0) != 0) {
 		acting_escalate(t, op_json_int(t->row, "attempts", 0) > 0
@@ -629,13 +634,15 @@ acting_settings_body(void)
 
 	json_object_object_add(b, "mode", json_object_new_string(od->mode));
 	json_object_object_add(b, "kill_switch", json_object_new_boolean(od->kill_switch));
-	json_object_object_add(b, "chaos_enabled", json_object_new_boolean(od->chaos_enabled));
+	json_object_object_add(b, "chaos_enabled", json_object_new_boolean(od->chaos_enabled &&
+	    ha_leads_any())); /* [ha] no chaos on a standby */
 	return b;
 }
 
 void
 acting_settings_changed(void)
 {
+	ha_settings_changed(); /* [ha] a change made here reaches every instance */
 	for (int i = 0; i < OD_NWORKERS; i++)
 		outbox_send(i, OP_MSG_SETTINGS, od_new_id(), acting_settings_body());
 	if (od->kill_switch) {

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "subjects/subject.h"
+#include "supervisor/ha.h"
 #include "supervisor/od.h"
 #include "supervisor/ticket.h"
 
@@ -56,6 +57,8 @@ on_violation(struct op_msg *m)
 		ticket_free(&t);
 		return;
 	}
+	if (!ha_may_open(subject, invariant, entity))
+		return; /* [ha] a standby observes but opens nothing */
 	if (ticket_load_recent_resolved(&t, fp, op_wall_ms() - od->safety.flap_window_ms) == 0) {
 		int64_t flaps = op_json_int(t.row, "flaps", 0) + 1;
 		if (ticket_reopen(&t, flaps, message, evidence) != 0) {
@@ -255,7 +258,8 @@ on_skipped(struct ticket *t, struct action *a, struct op_msg *m, json_object *x,
 			    json_object_new_string("invariant healed before the action ran"));
 			acting_close(t, TK_CLEARED, "ticket_cleared", c);
 		}
-	} else if (!strcmp(kind, "kill switch") || !strcmp(kind, "mode")) {
+	} else if (!strcmp(kind, "kill switch") || !strcmp(kind, "mode") ||
+	    !strcmp(kind, "not_leader")) {
 		action_event(t, a, "action_skipped", kind, json_object_get(x));
 		if (ticket_closed(t)) {
 			/* Closed meanwhile: this plan must never come back on a reopen. */
@@ -267,8 +271,10 @@ on_skipped(struct ticket *t, struct action *a, struct op_msg *m, json_object *x,
 			    " decided_by=CASE WHEN requested_by IS NULL THEN NULL ELSE decided_by END"
 			    " WHERE id=?1", "i", a->id);
 			ticket_set_status(t, TK_DIAGNOSED, NULL);
-			/* The switch may already be off again: decide afresh (it re-checks). */
-			acting_advance(t);
+			/* The switch may already be off again: decide afresh (it re-checks).
+			 * [ha] fenced: a new term, if ours, advances it (ha.c). */
+			if (ha_fenced(kind))
+				acting_advance(t);
 		}
 	} else {
 		action_event(t, a, "action_skipped", "precondition", json_object_get(x));
@@ -385,8 +391,12 @@ on_verification(struct op_msg *m)
 			json_object_object_add(d, "workflow", json_object_new_int64(a.workflow));
 	}
 	ticket_event(&t, "verification", d);
+	/* An action whose effect nobody knows (the executor died during the call,
+	 * or a new [ha] leader resumed it) may never have run: it earns neither a
+	 * promotion's credit nor a demotion's blame. */
+	int unknown = a.row != NULL && !strcmp(op_json_str(a.row, "applied", ""), "unknown");
 	if (a.row != NULL)
-		policy_record_outcome(t.row, a.row, unproven ? -1 : ok);
+		policy_record_outcome(t.row, a.row, unproven || unknown ? -1 : ok);
 	if (op_json_int(t.row, "held", 0)) {
 		/* No auto-resolve while held: the outcome waits for unhold. */
 		ticket_set_status(&t, TK_DIAGNOSED, ok ? "verified while held" : NULL);

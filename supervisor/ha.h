@@ -20,6 +20,7 @@
 #define OD_HA_H
 
 #include <stddef.h>
+#include <json-c/json.h>
 #include <stdint.h>
 
 #include "common/etcd.h"
@@ -52,6 +53,32 @@ struct ha_config {
  * -1 and err = "[ha] key: why". */
 int ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err,
     size_t errlen);
+
+/* Keys under /operatord/CLUSTER/ (each helper: -1 when it does not fit). */
+#define HA_KEY_KILL_SWITCH "kill_switch" /* exists = on (the fence compares its version to 0) */
+#define HA_KEY_MODE "mode"               /* observe | approve | execute */
+/* /operatord/CLUSTER/NAME */
+int ha_key(char *out, size_t outlen, const char *cluster, const char *name);
+/* /operatord/CLUSTER/KIND/SUBJECT/HASH: one ticket's record ("work", written
+ * by the leader) or its execution marker ("exec", written by the executor's
+ * fence); HASH is a hex FNV-1a of the fingerprint, the record carries it. */
+int ha_ticket_key(char *out, size_t outlen, const char *cluster, const char *kind,
+    const char *subject, const char *fingerprint);
+/* /operatord/CLUSTER/decide/LEADER/ACTION_ID: an approval or rejection given
+ * on another instance, for the leader to apply. */
+int ha_decide_key(char *out, size_t outlen, const char *cluster, const char *leader,
+    int64_t action_id);
+
+/* ----------------------------------------------------------- ha_fence.c
+ * In the executor, right before the side effect (it may block: a worker).
+ * The job carries "ha_term" when the supervisor runs with [ha]. One etcd
+ * transaction checks that the subject's leader key still has that term and
+ * that the kill switch is off, and in the same step writes the execution
+ * marker a new leader reads (so it verifies rather than re-runs). Returns 0
+ * to go on (also without [ha]), -1 to refuse: kind is "not_leader" or
+ * "kill switch", why says what etcd said. */
+int ha_fence_exec(const struct op_config *cfg, json_object *job, char *kind,
+    size_t kindlen, char *why, size_t whylen);
 
 /* ----------------------------------------------------------- ha_elect.c */
 
@@ -173,6 +200,56 @@ int ha_elect_pop(struct ha_elect *e, struct ha_out *o);
 int ha_elect_is_leader(const struct ha_elect *e, size_t i, int64_t now, int64_t *term);
 /* The monotonic time of the next thing due (for the driver's timer). */
 int64_t ha_elect_next_due(const struct ha_elect *e, int64_t now);
+
+/* ----------------------------------------------------------------- ha.c
+ * The supervisor's side (needs od): see the comment at the top of ha.c.
+ * Without [ha] every gate says yes and nothing else happens. */
+struct evbuffer;
+struct ticket;
+/* Reads and validates [ha] (start-up, --check-config, reload). */
+int ha_configure(const struct op_config *cfg, char *err, size_t errlen);
+int ha_enabled(void);
+const char *ha_name(void);      /* NULL without [ha] */
+/* After the event base and the ledger exist: starts campaigning. */
+int ha_start(char *err, size_t errlen);
+/* Shutdown begins: step down everywhere and revoke the lease. */
+void ha_shutdown(void);
+void ha_free(void);
+/* Whether this instance may act on subject now (1 without [ha]); term 0
+ * without [ha]. */
+int ha_leads(const char *subject, int64_t *term);
+int ha_leads_any(void);
+/* Whether a violation may open a ticket here; a standby remembers it. */
+int ha_may_open(const char *subject, const char *invariant, const char *entity);
+/* Adds "ha_term" to an executor job and records the term on the action
+ * row; -1 when we do not lead subject. 0 and nothing added without [ha]. */
+int ha_job(json_object *job, const char *subject, int64_t action_id);
+/* The executor refused an action for kind ("not_leader", "kill switch",
+ * "mode"): whether the caller should decide again right away. A fenced
+ * not_leader waits for a term of ours; an etcd kill switch is applied here
+ * at once (inside the caller's input) rather than at the next poll. */
+int ha_fenced(const char *kind);
+/* Adds "term" and "leader" to an event's data when we lead subject. */
+void ha_annotate(json_object *data, const char *subject);
+/* After a local mode or kill switch change: write it to etcd. */
+void ha_settings_changed(void);
+/* An approve/reject typed here for an action another instance leads: 1 when
+ * forwarded to that leader through etcd, 0 when it is ours to handle, -1
+ * with err on failure. */
+int ha_forward_decision(const char *verb, int64_t action_id, const char *who,
+    const char *reason, char *err, size_t errlen);
+/* A ticket or one of its actions changed: its record is rewritten after
+ * the commit (deleted once the ticket is closed). */
+void ha_ticket_changed(int64_t ticket_id);
+json_object *ha_status(void);   /* NULL without [ha] */
+void ha_metrics(struct evbuffer *b);
+
+/* ---------------------------------------------------------- ha_resume.c */
+/* The record of a live ticket for etcd (malloc'd JSON). */
+char *ha_record_build(const struct ticket *t);
+/* Newly elected for subject: resume the work in flight from the records
+ * and markers (as last polled: {key: object}); inside an outbox input. */
+void ha_resume(const char *subject, json_object *work, json_object *exec);
 
 /* ------------------------------------------------------------ ha_node.c
  * The election driven on a libevent loop: async etcd requests (ahttp),

@@ -96,3 +96,41 @@ ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err, si
 	}
 	return 0;
 }
+
+int
+ha_key(char *out, size_t outlen, const char *cluster, const char *name)
+{
+	int n = snprintf(out, outlen, "/operatord/%s/%s", cluster, name);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* FNV-1a, 64 bits: a short, stable, key-safe name for a fingerprint. */
+static uint64_t
+ha_fnv1a(const char *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+int
+ha_ticket_key(char *out, size_t outlen, const char *cluster, const char *kind,
+    const char *subject, const char *fingerprint)
+{
+	int n = snprintf(out, outlen, "/operatord/%s/%s/%s/%016llx", cluster, kind, subject,
+	    (unsigned long long)ha_fnv1a(fingerprint));
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int
+ha_decide_key(char *out, size_t outlen, const char *cluster, const char *leader,
+    int64_t action_id)
+{
+	int n = snprintf(out, outlen, "/operatord/%s/decide/%s/%lld", cluster, leader,
+	    (long long)action_id);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}

@@ -75,6 +75,8 @@ call_done(int rc, struct etcd_resp *r, void *arg)
 	const char *why = rc < 0 ? r->error : NULL;
 
 	call_unlink(n, c);
+	if (rc < 0 && c->kind != HA_DO_REVOKE)
+		log_warn("etcd %s: %s", ha_out_name(c->kind), r->error);
 	switch (c->kind) {
 	case HA_DO_GRANT:
 		ha_elect_on_grant(&n->e, now, c->sent, rc, r->lease_id, r->ttl, why);

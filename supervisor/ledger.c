@@ -106,6 +106,8 @@ static const char *const ledger_migrations[] = {
 	"ALTER TABLE tickets ADD COLUMN deadline_at INTEGER;"
 	"ALTER TABLE tickets ADD COLUMN episode_at INTEGER;"
 	"CREATE INDEX tickets_deadline ON tickets(deadline_at) WHERE deadline_at IS NOT NULL;",
+	/* 5: [ha] the term an action was dispatched under (supervisor/ha.c). */
+	"ALTER TABLE actions ADD COLUMN term INTEGER;",
 };
 
 /* Columns holding JSON text; rows() parses them back. */

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "supervisor/alerts.h"
+#include "supervisor/ha.h"
 #include "supervisor/metrics.h"
 #include "supervisor/od.h"
 
@@ -222,6 +223,7 @@ metrics_serve(struct evhttp_request *req, void *arg)
 	    " FROM tickets t WHERE t.status='resolved') WHERE ms IS NOT NULL", "", 0);
 	metrics_budgets(b);
 	alerts_metrics(b);
+	ha_metrics(b); /* [ha] role and term per subject */
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 	    "text/plain; version=0.0.4");
 	evhttp_send_reply(req, 200, "OK", b);

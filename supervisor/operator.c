@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "subjects/subject.h"
+#include "supervisor/ha.h"
 #include "supervisor/od.h"
 #include "supervisor/ticket.h"
 
@@ -53,6 +54,10 @@ operator_approve(int64_t action_id, const char *who, char *err, size_t errlen)
 	struct ticket t;
 	int rc = -1;
 
+	/* [ha] an action another instance leads: the decision goes to it */
+	if ((rc = ha_forward_decision("approve", action_id, who, NULL, err, errlen)) != 0)
+		return rc > 0 ? 0 : -1;
+	rc = -1;
 	if (operator_waiting_action(&a, &t, action_id, err, errlen) != 0)
 		goto out;
 	if (od->kill_switch)
@@ -83,6 +88,9 @@ operator_reject(int64_t action_id, const char *who, const char *reason, char *er
 	struct ticket t;
 	int rc = -1;
 
+	if ((rc = ha_forward_decision("reject", action_id, who, reason, err, errlen)) != 0)
+		return rc > 0 ? 0 : -1;
+	rc = -1;
 	if (operator_waiting_action(&a, &t, action_id, err, errlen) != 0)
 		goto out;
 	action_set_status(&a, ACT_REJECTED, reason);
