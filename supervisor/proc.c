@@ -528,12 +528,17 @@ proc_fail_worker(struct od_worker *w)
 		kill(w->pid, SIGKILL);
 }
 
+/* A restart we ask for (reload, opsend restart): SIGTERM, and SIGKILL after
+ * OD_SHUTDOWN_MS if it does not go, so a worker stuck on its way out cannot
+ * keep its role empty. Its frames wait in the ledger until it is back. */
 void
 proc_restart_worker(struct od_worker *w)
 {
-	if (w->pid > 0) {
+	if (w->pid > 0 && w->state != OD_W_STOPPING) {
 		w->reloading = 1;
+		w->state = OD_W_STOPPING;
 		kill(w->pid, SIGTERM);
+		proc_arm(w, OD_SHUTDOWN_MS);
 	}
 }
 
