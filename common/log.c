@@ -26,9 +26,9 @@ log_setproc(const char *procname)
 }
 
 /* Copies src into dst (size dstlen, NUL-terminated) with every control
- * character and DEL written as \n, \r, \t or \xNN: text from outside (a
- * frame type, a peer's error, a key) can then never start a line of its
- * own or move the cursor of whoever reads the log. */
+ * character, DEL and UTF-8-encoded C1 control written as \n, \r, \t or
+ * \xNN: text from outside (a frame type, a peer's error, a key) can then
+ * never start a line of its own or move the cursor of whoever reads it. */
 size_t
 log_escape(char *dst, size_t dstlen, const char *src)
 {
@@ -48,6 +48,13 @@ log_escape(char *dst, size_t dstlen, const char *src)
 			esc[n++] = 'x';
 			esc[n++] = hex[*p >> 4];
 			esc[n++] = hex[*p & 0xf];
+		} else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+			/* A C1 control in UTF-8 (U+0080..U+009F: CSI is U+009B). */
+			esc[n++] = '\\';
+			esc[n++] = 'x';
+			esc[n++] = hex[p[1] >> 4];
+			esc[n++] = hex[p[1] & 0xf];
+			p++;
 		} else {
 			esc[n++] = (char)*p;
 		}
