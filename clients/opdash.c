@@ -836,11 +836,11 @@ run_tui(struct dash *d)
 		int wait = OPDASH_FRAME_MS - (int)(op_mono_ms() - last_draw);
 		if (poll(pf, 3, wait < 0 ? 0 : wait) < 0 && errno != EINTR)
 			break;
-		if (pf[0].revents & (POLLIN | POLLHUP)) {
-			int ch;
-			while ((ch = getch()) != ERR)
-				on_key(d, ch);
-		}
+		/* getch never blocks here (nodelay); a resize (SIGWINCH interrupts
+		 * poll) only reaches the program as KEY_RESIZE through it */
+		int ch;
+		while ((ch = getch()) != ERR)
+			on_key(d, ch);
 		if (d->ctl >= 0 && pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
 			drain(d, 1);
 		if (d->ev >= 0 && pf[2].fd >= 0 && (pf[2].revents & (POLLIN | POLLHUP | POLLERR)))

@@ -634,10 +634,14 @@ draw_agent(struct lay_grid *g, const struct lay_view *v, int x, int y, int w, in
 		pane_printf(&p, LAY_DIM, 0, "nothing to do: no ticket diagnosed yet");
 		return;
 	}
+	int64_t sel = 0;     /* a selection that is no longer shown selects nothing */
+	for (int i = 0; i < n; i++)
+		if (ids[i] == v->selected)
+			sel = v->selected;
 	for (int i = 0; i < n && !pane_full(&p); i++) {
 		const struct dm_ticket *t = dm_ticket((struct dm_state *)d, ids[i]);
-		int selected = v->selected == t->id;
-		int detail = (v->selected == 0 || selected) && p.h - p.row >= LAY_DETAIL_MIN;
+		int selected = sel == t->id;
+		int detail = (sel == 0 || selected) && p.h - p.row >= LAY_DETAIL_MIN;
 		char head[256], opened[16];
 		dm_fmt_since(opened, sizeof(opened), t->t0_ms, t->opened_ms);
 		snprintf(head, sizeof(head), "#%lld %s %s [%s] opened %s after %s", (long long)t->id,

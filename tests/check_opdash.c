@@ -8,8 +8,10 @@
  *     advance and says so, counter drift shows in Detections (fault, ticket)
  *     and in Agent as diagnosis -> reset_counter -> verification success with
  *     figures -> resolved, in that order; Workload shows the key's count.
- *   daemon_gone_and_resize: SIGKILL of operatord shows "operatord is not
- *     running", the frame comes back when a new operatord is ready; resizing
+ *   keys_daemon_gone_and_resize: k toggles the kill switch in the daemon
+ *     (after asking), a approves a waiting action (after asking); SIGKILL of
+ *     operatord shows "operatord is not running", the frame comes back when a
+ *     new operatord is ready; resizing
  *     below 100x30 says so and growing back redraws every panel; q quits. */
 #include <check.h>
 #include <signal.h>
@@ -304,21 +306,53 @@ START_TEST(t_dashboard_loop)
 	tmx(NULL, "send-keys", "-t", D_SESSION, "Space", NULL);
 	H_WAIT(ok, D_SCREEN_MS, screen_has("[3/3] End"));
 	D_CHECK(ok, "SPACE after the loop did not advance");
-	h_load_stop(ld);
+	(void)ld;   /* the load runs on: the next test injects again */
 	h_test_end();
 }
 END_TEST
 
-START_TEST(t_daemon_gone_and_resize)
+START_TEST(t_keys_daemon_gone_and_resize)
 {
 	int ok;
 
 	ck_assert_msg(!H->setup_failed, "the environment did not start (see stderr)");
-	h_test_begin("daemon_gone_and_resize");
+	h_test_begin("keys_daemon_gone_and_resize");
 	if (!screen_has("+ Agent "))
 		start_dash();
 	H_WAIT(ok, D_SCREEN_MS, screen_has("workers 5/5"));
 	D_CHECK(ok, "no status line with the workers");
+
+	/* k asks, y turns the kill switch on in the daemon, k y turns it off */
+	tmx(NULL, "send-keys", "-t", D_SESSION, "k", NULL);
+	H_WAIT(ok, D_SCREEN_MS, screen_has("turn the kill switch ON"));
+	D_CHECK(ok, "k did not ask before turning the kill switch on");
+	tmx(NULL, "send-keys", "-t", D_SESSION, "y", NULL);
+	H_WAIT(ok, D_SCREEN_MS, screen_has("kill switch ON"));
+	D_CHECK(ok, "the status line does not show the kill switch on");
+	json_object *st = h_status();
+	H_CHECK(op_json_bool(st, "kill_switch", 0), "the daemon's kill switch is not on");
+	json_object_put(st);
+	tmx(NULL, "send-keys", "-t", D_SESSION, "k", NULL);
+	H_WAIT(ok, D_SCREEN_MS, screen_has("turn the kill switch OFF"));
+	tmx(NULL, "send-keys", "-t", D_SESSION, "y", NULL);
+	H_WAIT(ok, D_SCREEN_MS, screen_has("kill switch off"));
+	D_CHECK(ok, "the kill switch did not go off");
+
+	/* in approve mode the action waits; a asks, y approves it through the daemon */
+	H_CHECK(h_opsend(NULL, NULL, "mode", "approve", NULL) == 0, "opsend mode approve failed");
+	H_CHECK(h_opsend(NULL, NULL, "chaos", "inject", "counter_drift", "key=" D_KEY, "ttl=30s",
+	    NULL) == 0, "inject failed");
+	H_WAIT(ok, D_LOOP_MS, screen_has("press a to approve") || screen_has("and press a"));
+	D_CHECK(ok, "no action waiting for approval on the screen");
+	tmx(NULL, "send-keys", "-t", D_SESSION, "a", NULL);
+	H_WAIT(ok, D_SCREEN_MS, screen_has("approve action"));
+	D_CHECK(ok, "a did not ask which action to approve");
+	tmx(NULL, "send-keys", "-t", D_SESSION, "y", NULL);
+	H_WAIT(ok, D_SCREEN_MS, h_ev_refresh() && h_ev_find("action_approved", 0, 0) != NULL);
+	D_CHECK(ok, "the daemon recorded no approval");
+	H_WAIT(ok, D_SCREEN_MS, screen_has("approved by uid:"));
+	D_CHECK(ok, "the approval is not on the Agent panel");
+	H_CHECK(h_opsend(NULL, NULL, "mode", "execute", NULL) == 0, "opsend mode execute failed");
 
 	h_kill_wait(&H->od_pid, SIGKILL);
 	H_WAIT(ok, D_SCREEN_MS, screen_has("operatord is not running"));
@@ -363,7 +397,7 @@ opdash_suite(void)
 	tcase_add_unchecked_fixture(tc, d_setup, d_teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, t_dashboard_loop);
-	tcase_add_test(tc, t_daemon_gone_and_resize);
+	tcase_add_test(tc, t_keys_daemon_gone_and_resize);
 	suite_add_tcase(s, tc);
 	return s;
 }
