@@ -15,7 +15,10 @@
 /* Flags of a command. */
 #define OP_CTL_MUTATES 0x1     /* root, the daemon's user or control_group only */
 #define OP_CTL_READ_BARE 0x2   /* ... except when given no argument (a query) */
-#define OP_CTL_TO_WORKERS 0x4  /* queues frames to workers: subject to back-pressure */
+/* Queues frames a worker must handle one by one: refused "busy" while a
+ * worker is behind. Not mode and kill-switch: they send settings, which the
+ * supervisor coalesces to the newest, and the kill switch is never refused. */
+#define OP_CTL_TO_WORKERS 0x4
 
 /* X(enum, name, flags, arguments, what it does) */
 #define OP_CTL_COMMANDS(X)                                                                    \
@@ -29,9 +32,9 @@
 	X(OP_CTL_EVENTS, "events", 0, "[SINCE [LIMIT [MAX_BYTES]]]",                              \
 	    "events after seq SINCE, at most LIMIT rows and MAX_BYTES")                            \
 	X(OP_CTL_OBSERVE, "observe", OP_CTL_TO_WORKERS, "SUBJECT", "a fresh observation")       \
-	X(OP_CTL_MODE, "mode", OP_CTL_MUTATES | OP_CTL_READ_BARE | OP_CTL_TO_WORKERS,             \
+	X(OP_CTL_MODE, "mode", OP_CTL_MUTATES | OP_CTL_READ_BARE,                                 \
 	    "[observe|approve|execute]", "show or set the mode")                                   \
-	X(OP_CTL_KILL_SWITCH, "kill-switch", OP_CTL_MUTATES | OP_CTL_READ_BARE | OP_CTL_TO_WORKERS, \
+	X(OP_CTL_KILL_SWITCH, "kill-switch", OP_CTL_MUTATES | OP_CTL_READ_BARE,                   \
 	    "[on|off]", "show or set the kill switch (persisted)")                                 \
 	X(OP_CTL_APPROVE, "approve", OP_CTL_MUTATES | OP_CTL_TO_WORKERS, "ACTION_ID",            \
 	    "let an action that awaits approval run")                                              \
