@@ -18,12 +18,14 @@
 
 #define EV_MAX_SUBSCRIBERS 64    /* events.sock connections at once */
 #define EV_UID_SHARE 16          /* of which one non-root uid may hold */
+#define EV_HARD_MAX 128          /* root's and the daemon's user's included (fds are finite) */
 /* Room left in a reply frame for its envelope and the ok/result keys. */
 #define EV_REPLY_OVERHEAD (64u << 10)
 
 struct ev_sub {
 	struct bufferevent *bev;
 	int uid;
+	int privileged;       /* root or the daemon's own user */
 	struct ev_sub *next;
 };
 
@@ -81,19 +83,21 @@ events_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct ucred cred;
 	socklen_t cl = sizeof(cred);
-	int uid, mine = 0;
+	int uid, mine = 0, others = 0;
 
 	(void)l;
 	(void)sa;
 	(void)len;
 	(void)arg;
 	uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 ? (int)cred.uid : -1;
-	for (struct ev_sub *s = subs; s; s = s->next)
+	for (struct ev_sub *s = subs; s; s = s->next) {
 		mine += s->uid == uid;
+		others += !s->privileged;
+	}
 	/* Root and the daemon's user are never turned away by others' load. */
 	int privileged = uid == 0 || (uid >= 0 && (uid_t)uid == geteuid());
-	if (od->shutting_down || uid < 0 ||
-	    (!privileged && (nsubs >= EV_MAX_SUBSCRIBERS || mine >= EV_UID_SHARE))) {
+	if (od->shutting_down || uid < 0 || nsubs >= EV_HARD_MAX ||
+	    (!privileged && (others >= EV_MAX_SUBSCRIBERS || mine >= EV_UID_SHARE))) {
 		close(fd);
 		return;
 	}
@@ -103,6 +107,7 @@ events_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		return;
 	}
 	s->uid = uid;
+	s->privileged = privileged;
 	s->bev = bufferevent_socket_new(od->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(s->bev, sub_on_read, NULL, sub_on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
