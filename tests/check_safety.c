@@ -585,7 +585,13 @@ START_TEST(t_shadow_promotion)
 	H_CHECK(s_resyncs(2) == r3, "shadow ran the action");
 	s_load_stop_all();
 
-	H_CHECK(s_op("level", "resync_node", "approve", NULL) == 0, "opsend level failed");
+	/* The ladder climbs from a configured level: an operator's own setting is
+	 * never overridden by promotion (ticket-core hole 5). */
+	s_write_conf("execute", "level.resync_node = approve\npromote_after = 1\n");
+	H_CHECK(s_op("reload", NULL, NULL, NULL) == 0, "opsend reload failed");
+	int lok;
+	H_WAIT(lok, H_WAIT_MS, s_level_is("resync_node", "approve"));
+	H_CHECK(lok, "the reloaded level is not approve");
 	tid = s_ghost("sh-2", 2, &since);
 	int64_t aid = s_ev_action(s_wait_ev("action_awaiting_approval", tid, since, S_LOOP_MS));
 	s_id(a, sizeof(a), aid);
@@ -657,7 +663,8 @@ START_TEST(t_workflow_restart)
 	char t[32];
 	json_object *res = NULL;
 
-	s_start("workflow_restart", "execute", "level.resync_node = approve\n");
+	/* blast radius off: the workflow touches two of the three nodes */
+	s_start("workflow_restart", "execute", "level.resync_node = approve\nblast_radius = off\n");
 	int64_t r1 = s_resyncs(0), r3 = s_resyncs(2);
 	int64_t tid = s_ghost("wf-1", 2, &since);
 	s_wait_ev("action_awaiting_approval", tid, since, S_LOOP_MS);
@@ -891,8 +898,9 @@ START_TEST(t_demotion)
 	char a[32], t[32];
 	json_object *res = NULL;
 
+	/* blast radius off: n3, then n1 are resynced within the window */
 	s_start("demotion", "execute", "level.resync_node = approve\npromote_after = 1\n"
-	    "approval_ttl = 10m\n");
+	    "approval_ttl = 10m\nblast_radius = off\n");
 	int64_t r1 = s_resyncs(0), r3 = s_resyncs(2);
 	/* two tickets wait at level approve: n3 misses dm-1, n2 misses dm-2 */
 	int64_t t1 = s_ghost("dm-1", 2, &since);
