@@ -7,6 +7,8 @@
 #include "common/config.h"
 #include "common/jsonutil.h"
 #include "common/util.h"
+#include "common/log.h"
+#include "protocol/ctl.h"
 #include "protocol/msg.h"
 
 static int
@@ -219,6 +221,46 @@ START_TEST(test_json_parse_errors)
 }
 END_TEST
 
+/* The control command table: one row per command, looked up by name, and
+ * the mutation rule opsend's usage and the daemon's permission check share. */
+START_TEST(test_ctl_table)
+{
+	char names[512];
+
+	op_ctl_names(names, sizeof(names));
+	for (size_t i = 0; i < OP_CTL_NCMDS; i++) {
+		const struct op_ctl_cmd_info *c = &op_ctl_cmds[i];
+		ck_assert_int_eq(c->cmd, (int)i);
+		ck_assert_ptr_eq(op_ctl_lookup(c->name), c);
+		ck_assert_msg(c->help[0] != '\0', "%s has no help", c->name);
+		ck_assert_msg(strstr(names, c->name) != NULL, "%s missing from the names", c->name);
+	}
+	ck_assert_ptr_null(op_ctl_lookup("launch-missiles"));
+	ck_assert_ptr_null(op_ctl_lookup(NULL));
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("status"), 0), 0);
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("mode"), 0), 0);     /* a query */
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("mode"), 1), 1);
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("kill-switch"), 1), 1);
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("shutdown"), 0), 1);
+	ck_assert_int_eq(op_ctl_mutates(op_ctl_lookup("chaos"), 1), 1);
+	/* The kill switch is never refused as busy. */
+	ck_assert_int_eq(op_ctl_lookup("kill-switch")->flags & OP_CTL_TO_WORKERS, 0);
+}
+END_TEST
+
+/* Log lines: control characters from outside are escaped, never cut in half. */
+START_TEST(test_log_escape)
+{
+	char b[64];
+
+	log_escape(b, sizeof(b), "a\nb\r\t\x1b[2J\xc2\x9b" "c\xc3\xa9\x7f");
+	ck_assert_str_eq(b, "a\\nb\\r\\t\\x1b[2J\\x9bc\xc3\xa9\\x7f");
+	ck_assert_uint_eq(log_escape(b, 6, "\n\n\n"), 4);
+	ck_assert_str_eq(b, "\\n\\n");
+	ck_assert_uint_eq(log_escape(b, 1, "x"), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -233,6 +275,8 @@ main(void)
 	tcase_add_test(tc, test_durations);
 	tcase_add_test(tc, test_rfc3339_and_config);
 	tcase_add_test(tc, test_json_parse_errors);
+	tcase_add_test(tc, test_ctl_table);
+	tcase_add_test(tc, test_log_escape);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
