@@ -9,7 +9,8 @@
  *     and in Agent as diagnosis -> reset_counter -> verification success with
  *     figures -> resolved, in that order; Workload shows the key's count.
  *   keys_daemon_gone_and_resize: k toggles the kill switch in the daemon
- *     (after asking), a approves a waiting action (after asking); SIGKILL of
+ *     (after asking); opdash --snapshot prints every panel with the ticket
+ *     open; a approves the waiting action (after asking); SIGKILL of
  *     operatord shows "operatord is not running", the frame comes back when a
  *     new operatord is ready; resizing
  *     below 100x30 says so and growing back redraws every panel; q quits. */
@@ -344,6 +345,31 @@ START_TEST(t_keys_daemon_gone_and_resize)
 	    NULL) == 0, "inject failed");
 	H_WAIT(ok, D_LOOP_MS, screen_has("press a to approve") || screen_has("and press a"));
 	D_CHECK(ok, "no action waiting for approval on the screen");
+	/* --snapshot with a ticket open: one plain frame with every panel */
+	{
+		char *out = NULL, *err = NULL;
+		char *argv[] = {getenv("OPDASH_BIN"), "--runtime-dir", H->run, "--snapshot", "--size",
+		    "120x40", NULL};
+		int rc = h_run(argv, 30000, &out, &err);
+		H_CHECK(rc == 0, "opdash --snapshot exited %d: %s", rc, err ? err : "");
+		static const char *const titles[] = {"Cluster", "Chapter", "Detections", "Agent",
+			"Workload"};
+		for (size_t i = 0; i < OP_ARRAY_LEN(titles); i++) {
+			char *p = panel(out, titles[i]);
+			H_CHECK(p != NULL, "the snapshot has no %s panel:\n%s", titles[i], out);
+			free(p);
+		}
+		char *agent = panel(out, "Agent");
+		H_CHECK(strstr(agent, "[awaiting_approval]") && strstr(agent, "waits for approval"),
+		    "the snapshot's Agent panel does not show the open ticket:\n%s", out);
+		const char *open = strstr(out, "| open ");
+		H_CHECK(open && open[7] >= '1' && open[7] <= '9', "the snapshot's status line does not "
+		    "count the open ticket:\n%s", out);
+		H_CHECK(strchr(out, '\033') == NULL, "the snapshot is not plain text");
+		free(agent);
+		free(out);
+		free(err);
+	}
 	tmx(NULL, "send-keys", "-t", D_SESSION, "a", NULL);
 	H_WAIT(ok, D_SCREEN_MS, screen_has("approve action"));
 	D_CHECK(ok, "a did not ask which action to approve");
