@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 op_install_deps
 dir=${BUILD:-build-bench}
-op_build "$dir" --buildtype=release >/dev/null
+blog=$(mktemp)
+op_build "$dir" --buildtype=release >"$blog" 2>&1 || { tail -30 "$blog" >&2; rm -f "$blog"; exit 1; }
+rm -f "$blog"
 rc=0
 meson test -C "$dir" --benchmark --num-processes 1 --print-errorlogs "$@" >&2 || rc=$?
 log="$dir/meson-logs/testlog.txt"
