@@ -92,7 +92,8 @@ struct dash {
 	int cur, started;
 	enum ch_state cst;
 	int64_t cst_ms;           /* mono ms the chapter was entered */
-	int64_t enter_seq;        /* events after this one count for the wait */
+	int64_t enter_seq;        /* the scene began after this event */
+	int64_t match_seq;        /* the event that ended the last wait: the next looks after it */
 	json_object *scene;       /* events since the last chapter that ran commands */
 	int do_left, wait_done;
 	char target[64];          /* the target the last do: reported ($target in a wait) */
@@ -266,16 +267,22 @@ chap_enter(struct dash *d, int i)
 	d->do_left = 0;
 	d->wait_done = 0;
 	/* A chapter that injects starts a scene. A later chapter without commands
-	 * waits on what happened since then, even before it was entered: the
-	 * presenter may still be talking while the loop already closed. */
+	 * waits on what happened in it after the event that ended the previous
+	 * wait, even before it was entered: the presenter may still be talking
+	 * while the loop goes on, and the story keeps its order. */
 	if (c->ndo > 0 || i == 0) {
-		d->enter_seq = d->dm.last_seq;
+		d->enter_seq = d->match_seq = d->dm.last_seq;
 		json_object_put(d->scene);
 		d->scene = json_object_new_array();
 	} else if (c->has_wait) {
-		for (size_t k = 0; k < json_object_array_length(d->scene) && !d->wait_done; k++)
-			d->wait_done = chap_event_matches(&c->wait, json_object_array_get_idx(d->scene, k),
-			    d->target);
+		for (size_t k = 0; k < json_object_array_length(d->scene) && !d->wait_done; k++) {
+			json_object *ev = json_object_array_get_idx(d->scene, k);
+			if (op_json_int(ev, "seq", 0) > d->match_seq &&
+			    chap_event_matches(&c->wait, ev, d->target)) {
+				d->wait_done = 1;
+				d->match_seq = op_json_int(ev, "seq", 0);
+			}
+		}
 	}
 	/* the target stays: a later chapter waits on what an earlier one injected */
 	d->chap_note[0] = '\0';
@@ -387,9 +394,11 @@ apply_event(struct dash *d, json_object *ev)
 	    json_object_array_length(d->scene) < OPDASH_MAX_SCENE)
 		json_object_array_add(d->scene, json_object_get(ev));
 	if (d->have_book && d->started && d->cst == CH_RUNNING && !d->wait_done &&
-	    d->book.c[d->cur].has_wait && seq > d->enter_seq &&
-	    chap_event_matches(&d->book.c[d->cur].wait, ev, d->target))
+	    d->book.c[d->cur].has_wait && seq > d->match_seq &&
+	    chap_event_matches(&d->book.c[d->cur].wait, ev, d->target)) {
 		d->wait_done = 1;
+		d->match_seq = seq;
+	}
 	dm_apply_event(&d->dm, ev);
 	d->dirty = 1;
 	chap_check(d);
