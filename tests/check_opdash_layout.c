@@ -8,6 +8,7 @@
 
 #include "clients/opdash.h"
 #include "common/jsonutil.h"
+#include "protocol/ctl.h"
 
 #define T0 1795898521600LL        /* the canned fault's start, ms */
 
@@ -481,8 +482,15 @@ START_TEST(test_shipped_chapters)
 		ck_assert_msg(b.n >= 4, "%s: %d chapters", path, b.n);
 		int inject = 0, waits = 0;
 		for (int k = 0; k < b.n; k++) {
-			for (int j = 0; j < b.c[k].ndo; j++)
+			for (int j = 0; j < b.c[k].ndo; j++) {
+				char cmd[64];
+				json_object *args;
 				inject |= strstr(b.c[k].do_cmd[j], "chaos inject") != NULL;
+				ck_assert_msg(chap_split_cmd(b.c[k].do_cmd[j], cmd, sizeof(cmd), &args, err,
+				    sizeof(err)) == 0 && op_ctl_lookup(cmd) != NULL,
+				    "%s: \"%s\" is not a control command", path, b.c[k].do_cmd[j]);
+				json_object_put(args);
+			}
 			waits += b.c[k].has_wait;
 		}
 		ck_assert_msg(inject && waits >= 2, "%s: no fault injected or no waits", path);
