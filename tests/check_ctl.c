@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -109,6 +110,9 @@ setup(void)
 	fclose(f);
 	daemon_pid = fork();
 	if (daemon_pid == 0) {
+		/* A failed assertion ends the test process without its teardown:
+		 * the daemon goes with it, never left running. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		freopen(logpath, "w", stderr);
 		execl(getenv("OPERATORD_BIN"), "operatord", "--config", conf, (char *)NULL);
 		_exit(127);
