@@ -471,8 +471,8 @@ START_TEST(test_diag_store_down)
 
 	obs_regions(o, 0, 0, 200, 0);
 	obs_store(o, 1, "Up", 0, 0, 0);
-	obs_store(o, 2, "Up", 1, 0, 160);
-	obs_store(o, 3, "Up", 1, 0, 140);
+	obs_store(o, 2, "Up", 1, 0, 200);
+	obs_store(o, 3, "Up", 1, 0, 100);
 	d = S->ops->diagnose(S, t, o);
 	const char *pr = op_json_str(d, "primary_diagnosis", "");
 	ck_assert_ptr_nonnull(strstr(pr, "store 1"));
@@ -484,7 +484,20 @@ START_TEST(test_diag_store_down)
 	/* evidence: the probe error and the per-store counts */
 	const char *ev = json_object_to_json_string(op_json_arr(d, "supporting_evidence"));
 	ck_assert_ptr_nonnull(strstr(ev, "Couldn't connect"));
-	ck_assert_ptr_nonnull(strstr(ev, "160 leaders"));
+	ck_assert_ptr_nonnull(strstr(ev, "200 leaders"));
+	json_object_put(d);
+	json_object_put(o);
+	/* Still down, but the survivors already serve evenly (a ticket reopened
+	 * after its rebalance was verified): nothing automatic is left. */
+	o = obs_new(1);
+	obs_regions(o, 0, 0, 200, 0);
+	obs_store(o, 1, "Up", 0, 0, 0);
+	obs_store(o, 2, "Up", 1, 0, 160);
+	obs_store(o, 3, "Up", 1, 0, 140);
+	d = S->ops->diagnose(S, t, o);
+	ck_assert_uint_eq(n_actions(d), 0);
+	ck_assert_ptr_nonnull(strstr(json_object_to_json_string(op_json_arr(d, "supporting_evidence")),
+	    "nothing automatic is left"));
 	json_object_put(d);
 	json_object_put(t);
 	json_object_put(o);
