@@ -402,8 +402,14 @@ ha_forward_decision(const char *verb, int64_t action_id, const char *who, const 
 			return 0;
 	}
 	json_object *rec = ha_find_waiting(action_id);
-	if (rec == NULL)
-		return 0; /* not known to be another leader's: handled (or refused) here */
+	if (rec == NULL) {
+		/* A standby decides nothing itself: its own rows are stale copies. */
+		snprintf(err, errlen, "action %lld is not waiting on a subject this instance leads,"
+		    " and none of the %d leader records in etcd shows it waiting for approval",
+		    (long long)action_id, ha.work ? json_object_object_length(ha.work) : 0);
+		log_info("%s; records: %s", err, ha.work ? json_object_to_json_string(ha.work) : "none");
+		return -1;
+	}
 	const char *leader = op_json_str(rec, "leader", "");
 	char key[ETCD_KEY_MAX];
 	if (ha_decide_key(key, sizeof(key), ha.cfg.cluster, leader, action_id) != 0) {

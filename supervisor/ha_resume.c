@@ -35,20 +35,28 @@
 
 #define HA_REC_EVIDENCE_MAX 2048 /* bytes of evidence kept in a record */
 
-/* The action a record carries: the one in flight, else the one waiting,
- * else the last that ran (what a verification judges). */
+/* The action a record carries, by what the ticket is doing: the one
+ * awaiting approval, the one in the executor's hands (or cleared to go), or
+ * the one being verified (the last that ran). Other states carry none: a
+ * new leader diagnoses them afresh. */
 static json_object *
-ha_current_action(int64_t ticket_id)
+ha_current_action(const struct ticket *t)
 {
-	json_object *a = ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
-	    " status IN ('dispatched','unknown','awaiting_approval','pending','retry_wait',"
-	    "'proposed','scheduled') ORDER BY CASE status WHEN 'dispatched' THEN 0"
-	    " WHEN 'unknown' THEN 0 WHEN 'awaiting_approval' THEN 1 ELSE 2 END, step LIMIT 1",
-	    "i", ticket_id);
-	if (a == NULL)
-		a = ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND status IN"
-		    " ('executed','unknown') ORDER BY step DESC LIMIT 1", "i", ticket_id);
-	return a;
+	switch (t->status) {
+	case TK_AWAITING_APPROVAL:
+		return ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+		    " status='awaiting_approval' ORDER BY step LIMIT 1", "i", t->id);
+	case TK_ACTING:
+	case TK_RETRY_WAIT:
+		return ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+		    " status IN ('dispatched','pending','retry_wait') ORDER BY step LIMIT 1", "i",
+		    t->id);
+	case TK_VERIFYING:
+		return ledger_row(od->ledger, "SELECT * FROM actions WHERE ticket_id=?1 AND"
+		    " status IN ('executed','unknown') ORDER BY step DESC LIMIT 1", "i", t->id);
+	default:
+		return NULL;
+	}
 }
 
 static void
@@ -79,7 +87,7 @@ ha_record_build(const struct ticket *t)
 	json_object *ev = op_json_obj(t->row, "evidence");
 	if (ev != NULL && strlen(json_object_to_json_string(ev)) <= HA_REC_EVIDENCE_MAX)
 		json_object_object_add(r, "evidence", json_object_get(ev));
-	json_object *a = ha_current_action(t->id);
+	json_object *a = ha_current_action(t);
 	if (a != NULL) {
 		json_object *x = json_object_new_object();
 		static const char *const ak[] = { "id", "name", "params", "status", "attempt",
@@ -164,9 +172,12 @@ ha_resume_unknown(struct ticket *t, json_object *src, json_object *rec, json_obj
 	    action_set_status(&a, ACT_DISPATCHED, NULL) == 0 &&
 	    action_set_status(&a, ACT_UNKNOWN, "dispatched by the previous leader; no result") == 0 &&
 	    ticket_set_status(t, TK_ACTING, NULL) == 0) {
+		/* the term it was dispatched under: the old leader's */
+		json_object *from = rec ? rec : mk;
 		ledger_exec(od->ledger, "UPDATE actions SET applied='unknown', attempt=1,"
-		    " dispatched_at=?1, decided_by=?2 WHERE id=?3", "isi",
-		    op_json_int(src, "dispatched_at", op_wall_ms()), "ha:resume", a.id);
+		    " dispatched_at=?1, decided_by=?2, term=?3 WHERE id=?4", "isii",
+		    op_json_int(src, "dispatched_at", op_wall_ms()), "ha:resume",
+		    op_json_int(mk ? mk : from, "term", 0), a.id);
 		json_object_object_add(a.row, "applied", json_object_new_string("unknown"));
 		ticket_add_attempt(t);
 		json_object *x = ha_resumed_data(rec, mk);

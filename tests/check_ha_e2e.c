@@ -49,6 +49,7 @@
 struct e_inst {
 	char name[8];
 	char dir[200], run[220], state[220], conf[220], log[32];
+	int metrics_port;
 	pid_t pid;
 };
 
@@ -107,7 +108,8 @@ e_write_conf(int i)
 		return -1;
 	fprintf(f, "[operatord]\nruntime_dir = %s\nstate_dir = %s\nmode = execute\n"
 	    "verify_delay = %dms\nverify_settle = %dms\nverify_timeout = 40s\n"
-	    "poll_interval = 500ms\n\n", in->run, in->state, H_VERIFY_DELAY_MS, H_VERIFY_SETTLE_MS);
+	    "poll_interval = 500ms\nmetrics_listen = 127.0.0.1:%d\n\n", in->run, in->state,
+	    H_VERIFY_DELAY_MS, H_VERIFY_SETTLE_MS, in->metrics_port);
 	fprintf(f, "[subject.%s]\nredis = 127.0.0.1:%d\nnodes = ", E_SUBJECT, H->redis_port);
 	for (int k = 0; k < H_NNODES; k++)
 		fprintf(f, "%shttp://127.0.0.1:%d", k ? "," : "", H->node_port[k]);
@@ -409,6 +411,7 @@ e_env_start(void)
 		snprintf(in->state, sizeof(in->state), "%s/state", dir);
 		snprintf(in->conf, sizeof(in->conf), "%s/op.conf", dir);
 		snprintf(in->log, sizeof(in->log), "%c.log", 'a' + i);
+		in->metrics_port = h_free_port();
 		mkdir(in->dir, 0755);
 		if (e_write_conf(i) != 0) {
 			EV->setup_failed = 1;
@@ -485,6 +488,18 @@ START_TEST(t_election)
 	E_CHECK(ha != NULL && !strcmp(e_str(ha, "name"), EV->in[other].name),
 	    "status.ha.name is not the instance name");
 	json_object_put(s);
+	/* /metrics: role and term */
+	for (int i = 0; i < E_N; i++) {
+		char want[128], want_t[128];
+		struct h_resp m = h_http(EV->in[i].metrics_port, "GET", "/metrics", NULL);
+		snprintf(want, sizeof(want), "operatord_ha_leader{subject=\"%s\"} %d\n", E_SUBJECT,
+		    i == leader);
+		snprintf(want_t, sizeof(want_t), "operatord_ha_term{subject=\"%s\"} %lld\n",
+		    E_SUBJECT, (long long)term);
+		int has = m.body && strstr(m.body, want) && strstr(m.body, want_t);
+		h_resp_free(&m);
+		E_CHECK(has, "%s's /metrics lacks \"%s\" and \"%s\"", EV->in[i].name, want, want_t);
+	}
 	h_test_end();
 }
 END_TEST
@@ -522,6 +537,18 @@ START_TEST(t_failover)
 	E_CHECK(!strcmp(e_str(term, "type"), "ticket_resolved"), "ticket ended %s: %s",
 	    e_str(term, "type"), e_str(h_ev_data(term), "reason"));
 	E_CHECK(e_event(S, "verification", stid, sinceS) != NULL, "resolved without verification");
+	/* every action row records the term it ran under */
+	e_use(S);
+	json_object *tk = h_ticket(stid);
+	json_object *acts = op_json_arr(tk, "actions");
+	E_CHECK(acts != NULL && json_object_array_length(acts) > 0, "ticket %lld has no actions",
+	    (long long)stid);
+	for (size_t k = 0; k < json_object_array_length(acts); k++) {
+		json_object *a = json_object_array_get_idx(acts, k);
+		E_CHECK(op_json_int(a, "term", 0) > 0, "action %lld (%s) has no term",
+		    (long long)op_json_int(a, "id", 0), e_str(a, "status"));
+	}
+	json_object_put(tk);
 	E_CHECK(e_resets() - r0 == 1, "the nodes performed %lld resets, want exactly 1",
 	    (long long)(e_resets() - r0));
 	/* the old leader comes back as a standby */
@@ -595,14 +622,32 @@ START_TEST(t_stall)
 	E_CHECK(ok, "the old leader did not rejoin as a standby");
 	E_CHECK(e_resets() - r0 == 1, "%lld resets after the old leader woke, want 1",
 	    (long long)(e_resets() - r0));
-	/* clean up: the returning fault heals by itself; the level goes back */
+	/* the level back first, so no later case depends on this one's end */
 	e_use(S);
 	E_CHECK(h_opsend(&res, NULL, "level", "reset_counter", "execute", NULL) == 0,
 	    "opsend level reset_counter execute failed");
 	json_object_put(res);
+	/* approve on the standby (the old leader): it reaches the leader, which acts */
+	json_object *aw = e_event(S, "action_awaiting_approval", 0, sinceS2);
+	char ids[24];
+	snprintf(ids, sizeof(ids), "%lld", (long long)op_json_int(h_ev_data(aw), "action_id", 0));
 	int64_t t2 = e_ticket(S, K, sinceS2);
-	H_WAIT(ok, E_LOOP_MS, t2 > 0 && e_terminal(S, t2, sinceS2) != NULL);
-	E_CHECK(ok, "the returning fault's ticket never ended");
+	char *aerr = NULL;
+	int arc = -1;
+	/* until the standby's poll has seen the leader's record of it */
+	H_WAIT(ok, E_START_MS, (e_use(L), free(aerr), aerr = NULL,
+	    arc = h_opsend(&res, &aerr, "approve", ids, NULL), json_object_put(res), arc == 0));
+	E_CHECK(ok, "opsend approve %s on the standby failed: %s", ids, aerr ? aerr : "");
+	free(aerr);
+	H_WAIT(ok, E_LOOP_MS, e_keep_drift(K, r1) && t2 > 0 && e_terminal(S, t2, sinceS2) != NULL);
+	E_CHECK(ok, "the approved action's ticket never ended");
+	E_CHECK(!strcmp(e_str(e_terminal(S, t2, sinceS2), "type"), "ticket_resolved"),
+	    "the approval from the standby did not lead to a fix");
+	json_object *ap = e_event(S, "action_approved", t2, sinceS2);
+	E_CHECK(ap != NULL && strstr(e_str(h_ev_data(ap), "by"), EV->in[L].name) != NULL,
+	    "the leader's action_approved does not say it came through %s", EV->in[L].name);
+	E_CHECK(e_resets() - r0 == 2, "%lld resets in all, want 2 (one per fault)",
+	    (long long)(e_resets() - r0));
 	h_test_end();
 }
 END_TEST
