@@ -260,7 +260,8 @@ policy_level_source(const char *subject, const char *action, const char **source
 				all_op = r;
 			else
 				own_op = r;
-		} else if (!all) {
+		} else if (!all && op_json_str(r, "changed_by", "")[0] != '\0') {
+			/* a row without changed_by only keeps counts: it sets no level */
 			learned = r;
 		}
 	}
@@ -272,11 +273,6 @@ policy_level_source(const char *subject, const char *action, const char **source
 		src = op_json_str(learned, "changed_by", "");
 	if (pick != NULL && policy_level_valid(op_json_str(pick, "level", NULL))) {
 		op_strlcpy(buf, op_json_str(pick, "level", "execute"), sizeof(buf));
-		/* a learned row without a changed_by only keeps counts: it is the level it
-		 * started from, so say where that came from */
-		if (pick == learned && src[0] == '\0')
-			src = json_object_object_get_ex(od->safety.levels, action, NULL) ? "config"
-			    : "default";
 	} else {
 		int conf = json_object_object_get_ex(od->safety.levels, action, NULL);
 		op_strlcpy(buf, op_json_str(od->safety.levels, action, "execute"), sizeof(buf));
