@@ -194,6 +194,9 @@ worker_main(const char *role, const char *config, const char *runtime_dir, int v
 	for (size_t i = 0; i < OP_ARRAY_LEN(worker_roles); i++)
 		if (strcmp(worker_roles[i]->name, role) == 0)
 			w->role = worker_roles[i];
+	/* bench/bench_hub only: a synthetic observer (workers/hub_bench.c) */
+	if (strcmp(role, "observer") == 0 && getenv("OPERATORD_HUB_BENCH") != NULL)
+		w->role = &hub_bench_role;
 	snprintf(title, sizeof(title), "operatord: %s", role);
 	log_init(title, verbose);
 	if (w->role == NULL || runtime_dir == NULL) {

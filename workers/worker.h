@@ -60,5 +60,6 @@ void worker_stop(struct worker *w);
 
 extern const struct worker_role observer_role, diagnoser_role, executor_role,
     verifier_role, chaos_role;
+extern const struct worker_role hub_bench_role; /* bench/bench_hub only */
 
 #endif
