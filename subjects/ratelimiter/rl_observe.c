@@ -180,6 +180,11 @@ rl_merge_node(struct rl_merge *m, const char *id, json_object *counters)
 			a->redis_count = rc;
 		a->allowed_sum += op_json_int(c, "node_allowed", 0);
 		a->recent_sum += op_json_int(c, "node_allowed_recent", 0);
+		/* a reset older than the window shapes no count any more, and a node
+		 * started since (a restart) never learns it: not an inconsistency */
+		if (reset > 0 && a->window_ms > 0 &&
+		    reset < op_json_int(counters, "now_ms", 0) - a->window_ms - RL_SETTLE_MS)
+			reset = 0;
 		a->reset_min = reset < a->reset_min ? reset : a->reset_min;
 		a->reset_max = reset > a->reset_max ? reset : a->reset_max;
 		a->seen++;
