@@ -183,6 +183,11 @@ acting_plan(struct ticket *t, json_object *recs, const char *requested_by, int64
 		if (fit == OP_FIT_APPROVAL) /* issue 9: within bounds, past what runs unattended */
 			ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
 			    " WHERE id=?2", "si", fwhy, aid);
+		else if (!requested_by && def->irreversible && !strcmp(def->risk, "high"))
+			/* issue 9: nothing brings it back; above medium risk a human decides,
+			 * whatever approval_risk says */
+			ledger_exec(od->ledger, "UPDATE actions SET needs_approval=1, approval_reason=?1"
+			    " WHERE id=?2", "si", "irreversible action above medium risk", aid);
 		json_object_object_add(d, "action_id", json_object_new_int64(aid));
 		json_object_object_add(d, "risk", json_object_new_string(def->risk));
 		json_object_object_add(d, "step", json_object_new_int64(step + 1 + planned));
