@@ -48,7 +48,10 @@ struct ha_config {
 	char name[HA_NAME_MAX];       /* default: the host name */
 	char cluster[HA_NAME_MAX];
 	int64_t lease_ttl_ms;         /* whole seconds: etcd leases are in seconds */
+	char subjects[1024];          /* the subjects it may lead, comma-separated; "" all */
 };
+/* Whether cfg lets this instance lead subject ([ha] subjects). */
+int ha_config_may_lead(const struct ha_config *cfg, const char *subject);
 /* Reads [ha]; without the section returns 0 with enabled = 0. A bad value:
  * -1 and err = "[ha] key: why". */
 int ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err,

@@ -4,7 +4,9 @@
  *   etcd = http://127.0.0.1:2379,http://10.0.0.2:2379   ; required
  *   name = op-a            ; default: the host name; unique per instance
  *   cluster = prod         ; key prefix: /operatord/CLUSTER/...
- *   lease_ttl = 10s        ; whole seconds, 2s..300s */
+ *   lease_ttl = 10s        ; whole seconds, 2s..300s
+ *   subjects = a,b         ; the subjects it may lead (default all); the
+ *                          ; others it only follows (who leads, which term) */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,7 +15,7 @@
 #include "common/util.h"
 #include "supervisor/ha.h"
 
-static const char *const ha_keys[] = { "etcd", "name", "cluster", "lease_ttl" };
+static const char *const ha_keys[] = { "etcd", "name", "cluster", "lease_ttl", "subjects" };
 
 struct unknown_scan {
 	char key[64];
@@ -47,7 +49,8 @@ ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err, si
 	struct unknown_scan u = { "" };
 	op_config_foreach(cfg, "ha", scan_key, &u);
 	if (u.key[0] != '\0') {
-		snprintf(err, errlen, "[ha] %s: unknown key (known: etcd, name, cluster, lease_ttl)",
+		snprintf(err, errlen, "[ha] %s: unknown key (known: etcd, name, cluster, lease_ttl, "
+		    "subjects)",
 		    u.key);
 		return -1;
 	}
@@ -94,6 +97,38 @@ ha_config_load(const struct op_config *cfg, struct ha_config *out, char *err, si
 		    HA_LEASE_TTL_MIN_MS / 1000, HA_LEASE_TTL_MAX_MS / 1000);
 		return -1;
 	}
+	v = op_config_get(cfg, "ha", "subjects");
+	if (v != NULL) {
+		if (strlen(v) >= sizeof(out->subjects)) {
+			snprintf(err, errlen, "[ha] subjects: too long");
+			return -1;
+		}
+		char list[sizeof(out->subjects)], *save = NULL;
+		op_strlcpy(list, v, sizeof(list));
+		for (char *s = strtok_r(list, ", ", &save); s; s = strtok_r(NULL, ", ", &save)) {
+			char sec[HA_NAME_MAX + 16];
+			snprintf(sec, sizeof(sec), "subject.%s", s);
+			if (!op_config_has_section(cfg, sec)) {
+				snprintf(err, errlen, "[ha] subjects: no [subject.%s] section", s);
+				return -1;
+			}
+		}
+		op_strlcpy(out->subjects, v, sizeof(out->subjects));
+	}
+	return 0;
+}
+
+int
+ha_config_may_lead(const struct ha_config *cfg, const char *subject)
+{
+	char list[sizeof(cfg->subjects)], *save = NULL;
+
+	if (cfg->subjects[0] == '\0')
+		return 1;
+	op_strlcpy(list, cfg->subjects, sizeof(list));
+	for (char *s = strtok_r(list, ", ", &save); s; s = strtok_r(NULL, ", ", &save))
+		if (strcmp(s, subject) == 0)
+			return 1;
 	return 0;
 }
 

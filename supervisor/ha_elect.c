@@ -330,8 +330,8 @@ ha_elect_on_campaign(struct ha_elect *e, size_t i, int64_t now, int64_t lease, i
 		return;
 	}
 	if (holder_term <= 0) {
-		/* cannot happen in one txn (compare failed, so the key existed);
-		 * treat as "cannot tell" and ask again soon */
+		/* nobody holds it: only a follow-only subject ([ha] subjects) sees
+		 * this (a campaign would have taken the key); ask again soon */
 		lose(e, i, "the leader key vanished");
 		see(e, i, "", 0);
 		s->next_mono = now + HA_RETRY_MS;

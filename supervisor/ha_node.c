@@ -20,6 +20,7 @@ struct ha_node {
 	struct event_base *base;
 	struct ahttp *http;
 	struct etcd_client client;
+	struct ha_config cfg;
 	struct ha_elect e;
 	struct event *timer;
 	ha_event_fn fn;
@@ -123,8 +124,17 @@ node_send(struct ha_node *n, const struct ha_out *o)
 		call = ETCD_REVOKE;
 		break;
 	case HA_DO_CAMPAIGN:
-		body = etcd_build_campaign(n->e.s[o->subject].key, n->e.name, o->lease, err,
-		    sizeof(err));
+		if (ha_config_may_lead(&n->cfg, n->e.s[o->subject].name)) {
+			body = etcd_build_campaign(n->e.s[o->subject].key, n->e.name, o->lease, err,
+			    sizeof(err));
+		} else {
+			/* [ha] subjects: follow only. No key has create_revision -1, so
+			 * the compare fails and the answer says who leads. */
+			struct etcd_cmp never = { .key = n->e.s[o->subject].key,
+				.target = ETCD_T_CREATE, .result = ETCD_R_EQUAL, .num = -1 };
+			struct etcd_op get = { .kind = ETCD_OP_RANGE, .key = n->e.s[o->subject].key };
+			body = etcd_build_txn(&never, 1, NULL, 0, &get, 1, err, sizeof(err));
+		}
 		call = ETCD_TXN;
 		break;
 	default:
@@ -209,6 +219,7 @@ ha_node_new(struct event_base *base, const struct ha_config *cfg, const char *co
 		return NULL;
 	}
 	n->base = base;
+	n->cfg = *cfg;
 	n->fn = fn;
 	n->arg = arg;
 	if (etcd_client_init(&n->client, cfg->etcd, err, errlen) < 0)

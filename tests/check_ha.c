@@ -378,6 +378,12 @@ START_TEST(test_config)
 	    0);
 	ck_assert_int_eq(hc.lease_ttl_ms, 3000);
 	ck_assert(hc.name[0] != '\0'); /* the host name */
+	ck_assert(ha_config_may_lead(&hc, "anything"));
+	ck_assert_int_eq(load("[subject.ratelimiter]\nredis = a:1\n[subject.tikv]\npd = http://b:2\n[ha]\netcd = http://a:1\n"
+			     "subjects = tikv\n", &hc, err, sizeof(err)),
+	    0);
+	ck_assert(ha_config_may_lead(&hc, "tikv"));
+	ck_assert(!ha_config_may_lead(&hc, "ratelimiter"));
 	struct {
 		const char *text, *want;
 	} bad[] = {
@@ -389,6 +395,7 @@ START_TEST(test_config)
 		{ "[ha]\netcd = http://a:1\nlease_ttl = 2500ms\n", "[ha] lease_ttl: must be whole" },
 		{ "[ha]\netcd = http://a:1\nlease_ttl = soon\n", "[ha] lease_ttl" },
 		{ "[ha]\netcd = http://a:1\nleader = me\n", "[ha] leader: unknown key" },
+		{ "[ha]\netcd = http://a:1\nsubjects = tikv\n", "[ha] subjects: no [subject.tikv]" },
 	};
 	for (size_t i = 0; i < OP_ARRAY_LEN(bad); i++) {
 		err[0] = '\0';
