@@ -13,6 +13,7 @@
 #include "supervisor/ha.h"
 
 #define HA_REVOKE_EXIT_TIMEOUT_MS 500 /* the last revoke at exit may block this long */
+#define HA_LOG_REPEAT_MS 10000        /* the same etcd failure is logged at most this often */
 
 struct ha_call;
 
@@ -27,6 +28,8 @@ struct ha_node {
 	void *arg;
 	int paused;
 	int draining;
+	char last_logged[160];        /* the last failure logged, and when */
+	int64_t last_logged_mono;
 	struct ha_call *calls;        /* in flight */
 	size_t ncalls;
 };
@@ -76,8 +79,13 @@ call_done(int rc, struct etcd_resp *r, void *arg)
 	const char *why = rc < 0 ? r->error : NULL;
 
 	call_unlink(n, c);
-	if (rc < 0 && c->kind != HA_DO_REVOKE)
+	if (rc < 0 && c->kind != HA_DO_REVOKE &&
+	    (strcmp(r->error, n->last_logged) || now - n->last_logged_mono >= HA_LOG_REPEAT_MS)) {
+		/* an outage fails every request twice a second: say it, not spam it */
 		log_warn("etcd %s: %s", ha_out_name(c->kind), r->error);
+		op_strlcpy(n->last_logged, r->error, sizeof(n->last_logged));
+		n->last_logged_mono = now;
+	}
 	switch (c->kind) {
 	case HA_DO_GRANT:
 		ha_elect_on_grant(&n->e, now, c->sent, rc, r->lease_id, r->ttl, why);
