@@ -831,7 +831,7 @@ t_on_event(const struct ha_out *o, const struct ha_subject *s, void *arg)
 }
 
 static struct ha_node *
-t_node(int i, int64_t ttl_ms)
+t_node_only(int i, int64_t ttl_ms, const char *only)
 {
 	struct ha_config hc = { .enabled = 1, .lease_ttl_ms = ttl_ms };
 	const char *subjects[] = { "rl", "kv" };
@@ -840,10 +840,18 @@ t_node(int i, int64_t ttl_ms)
 	op_strlcpy(hc.etcd, E->url, sizeof(hc.etcd));
 	snprintf(hc.name, sizeof(hc.name), "node-%c", 'a' + i);
 	op_strlcpy(hc.cluster, "t", sizeof(hc.cluster));
+	if (only != NULL)
+		op_strlcpy(hc.subjects, only, sizeof(hc.subjects));
 	struct ha_node *n = ha_node_new(T.base, &hc, subjects, 2, t_on_event, (void *)(intptr_t)i,
 	    err, sizeof(err));
 	ck_assert_msg(n != NULL, "%s", err);
 	return n;
+}
+
+static struct ha_node *
+t_node(int i, int64_t ttl_ms)
+{
+	return t_node_only(i, ttl_ms, NULL);
 }
 
 /* Runs the loop until cond holds or ms pass; returns whether it held. */
@@ -982,6 +990,45 @@ START_TEST(test_etcd_two_nodes_failover)
 }
 END_TEST
 
+/* [ha] subjects: a node that may lead only "rl" follows "kv" without ever
+ * taking it, even when nobody else holds it; the split survives renewals,
+ * and the other node takes "rl" over when the first one goes. */
+START_TEST(test_etcd_split_by_subjects)
+{
+	const int64_t ttl = 3000;
+	int who;
+	int64_t term;
+
+	etcd_up();
+	memset(&T, 0, sizeof(T));
+	T.base = event_base_new();
+	T.n[0] = t_node_only(0, ttl, "rl");
+	ck_assert(T_RUN_UNTIL(10000, ha_node_is_leader(T.n[0], "rl", NULL)));
+	/* alone, it still does not take kv */
+	T_RUN_UNTIL(2 * HA_POLL_MS, 0);
+	ck_assert(!ha_node_is_leader(T.n[0], "kv", NULL));
+	T.n[1] = t_node(1, ttl);
+	ck_assert(T_RUN_UNTIL(10000, ha_node_is_leader(T.n[1], "kv", &term) &&
+		t_sees(0, "kv", 1, term)));
+	int64_t calm_end = op_mono_ms() + ttl;
+	while (op_mono_ms() < calm_end) {
+		T_RUN_UNTIL(100, 0);
+		ck_assert_int_eq(t_leaders("rl", &who, &term), 1);
+		ck_assert_int_eq(who, 0);
+		ck_assert_int_eq(t_leaders("kv", &who, &term), 1);
+		ck_assert_int_eq(who, 1);
+	}
+	/* the first node goes (resign: revoke): the other leads both */
+	ha_node_resign(T.n[0], "shutdown");
+	ck_assert(T_RUN_UNTIL(ttl + 2000, ha_node_is_leader(T.n[1], "rl", NULL) &&
+		ha_node_is_leader(T.n[1], "kv", NULL)));
+	for (int i = 0; i < T_NODES; i++)
+		ha_node_free(T.n[i]);
+	event_base_free(T.base);
+	etcd_down();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1012,6 +1059,7 @@ main(void)
 	suite_add_tcase(s, unit);
 	tcase_add_test(real, test_etcd_sync_campaign_and_fence);
 	tcase_add_test(real, test_etcd_two_nodes_failover);
+	tcase_add_test(real, test_etcd_split_by_subjects);
 	tcase_set_timeout(real, 120);
 	tcase_add_unchecked_fixture(real, NULL, etcd_down);
 	suite_add_tcase(s, real);
