@@ -492,18 +492,28 @@ dispatch_worker_msg(struct od_worker *w, struct op_msg *m)
 		proc_fail_worker(w);
 		return;
 	}
+	/* Frames that change no state pass through without a transaction:
+	 * a BEGIN/COMMIT (and its disk sync) per liveness frame is pure cost. */
+	switch (m->type) {
+	case OP_MSG_OBSERVED: /* liveness, and the node count for the blast radius */
+		policy_note_nodes(op_json_str(m->body, "subject", NULL), op_json_int(m->body, "nodes", 0));
+		return;
+	case OP_MSG_OBSERVE_REP:
+	case OP_MSG_REPLY:
+		control_worker_reply(w, m);
+		return;
+	default:
+		break;
+	}
 	outbox_begin();
 	switch (m->type) {
 	case OP_MSG_VIOLATION: on_violation(m); break;
 	case OP_MSG_CLEARED: on_cleared(m); break;
-	case OP_MSG_OBSERVED: /* liveness, and the node count for the blast radius */
-		policy_note_nodes(op_json_str(m->body, "subject", NULL), op_json_int(m->body, "nodes", 0));
-		break;
 	case OP_MSG_DIAGNOSIS: on_diagnosis(m); break;
 	case OP_MSG_ACTION_RESULT: on_action_result(m); break;
 	case OP_MSG_VERIFICATION: on_verification(m); break;
 	case OP_MSG_FAULT: on_fault(m); break;
-	default: control_worker_reply(w, m); break; /* OBSERVE_REP, REPLY */
+	default: break;
 	}
 	outbox_commit();
 }

@@ -57,6 +57,12 @@ s_write_conf(const char *mode, const char *safety)
 		fprintf(f, "%shttp://127.0.0.1:%d", i ? "," : "", H->node_port[i]);
 	fprintf(f, "\ndrift_tolerance = %d\n\n[chaos]\nenabled = true\n\n[safety]\n%s\n",
 	    H_DRIFT_TOL, safety ? safety : "");
+	/* The limits are on by default; each test turns off those it does not
+	 * study, so that one mechanism is tested at a time. */
+	static const char *const limits[] = {"blast_radius", "budget_action", "budget_subject"};
+	for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++)
+		if (safety == NULL || strstr(safety, limits[i]) == NULL)
+			fprintf(f, "%s = off\n", limits[i]);
 	fclose(f);
 }
 
