@@ -279,6 +279,26 @@ peers_caught_up(const struct pd_client *c)
 	return ok;
 }
 
+/* Whether PD's evict-leader-scheduler holds store (a fresh observation). */
+static int
+evicted(struct op_subject *s, uint64_t store)
+{
+	json_object *obs = NULL;
+	char err[256];
+	int ev = -1;
+
+	if (s->ops->observe(s, &obs, err, sizeof(err)) != 0)
+		return -1;
+	json_object *a = op_json_arr(obs, "stores");
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *st = json_object_array_get_idx(a, i);
+		if (op_json_u64(st, "id", 0) == store)
+			ev = op_json_bool(st, "evicted", 0);
+	}
+	json_object_put(obs);
+	return ev;
+}
+
 static int checks;
 
 static int
@@ -412,6 +432,42 @@ START_TEST(t_tikv_cancel_and_undo)
 	    (unsigned long long)region, (unsigned long long)from);
 	json_object_put(ures);
 	json_object_put(res);
+	json_object_put(p);
+
+	/* set_max_store_down_time records PD's value; undo puts it back */
+	struct pd_schedule_config sc;
+	ck_assert_int_eq(pd_get_schedule_config(&pc, &sc, &pe), 0);
+	int64_t msdt_before = sc.max_store_down_time_ms;
+	pd_schedule_config_free(&sc);
+	p = json_object_new_object();
+	op_json_set_str(p, "duration", "2h");
+	res = ures = NULL;
+	ck_assert_msg(S->ops->execute(S, "set_max_store_down_time", p, &res, err, sizeof(err)) == 0,
+	    "%s", err);
+	ck_assert_int_eq(pd_get_schedule_config(&pc, &sc, &pe), 0);
+	ck_assert_int_eq(sc.max_store_down_time_ms, 2 * 3600 * 1000);
+	pd_schedule_config_free(&sc);
+	ck_assert_int_eq(op_subject_action(S, "set_max_store_down_time")->revert(S,
+	    op_json_obj(res, "undo"), &ures, err, sizeof(err)), 0);
+	ck_assert_int_eq(pd_get_schedule_config(&pc, &sc, &pe), 0);
+	ck_assert_int_eq(sc.max_store_down_time_ms, msdt_before);
+	pd_schedule_config_free(&sc);
+	json_object_put(res);
+	json_object_put(ures);
+	json_object_put(p);
+
+	/* evict_leader records that the store was not evicted; undo lifts it */
+	p = json_object_new_object();
+	json_object_object_add(p, "store_id", json_object_new_uint64(2));
+	res = ures = NULL;
+	ck_assert_msg(S->ops->execute(S, "evict_leader", p, &res, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(!op_json_bool(op_json_obj(res, "undo"), "evicted", 1));
+	ck_assert_int_eq(evicted(S, 2), 1);
+	ck_assert_int_eq(op_subject_action(S, "evict_leader")->revert(S, op_json_obj(res, "undo"),
+	    &ures, err, sizeof(err)), 0);
+	ck_assert_int_eq(evicted(S, 2), 0);
+	json_object_put(res);
+	json_object_put(ures);
 	json_object_put(p);
 
 	op_subjects_destroy(&subs);

@@ -1068,9 +1068,9 @@ tikv_execute(struct op_subject *s, const char *action, json_object *params,
 		json_object_object_add(*result, "undo", undo);
 	else
 		json_object_put(undo);
-	json_object_object_add(*result, "touched", tikv_store_list(
-	    op_json_u64(op_json_obj(*result, "undo"), "from_store_id", 0),
-	    to ? to : store ? store : op_json_u64(params, "from_store_id", 0)));
+	uint64_t from = op_json_u64(op_json_obj(*result, "undo"), "from_store_id",
+	    op_json_u64(params, "from_store_id", 0));
+	json_object_object_add(*result, "touched", tikv_store_list(from, to ? to : store));
 	if (rc != 0) {
 		op_json_set_str(*result, "error", pe.message);
 		snprintf(err, errlen, "%s", pe.message);
