@@ -220,7 +220,25 @@ int operator_resolve(int64_t ticket_id, const char *who, const char *reason, cha
 int operator_submit(int64_t ticket_id, json_object *steps, int64_t not_before, const char *who,
     char *err, size_t errlen);
 
-/* policy.c: the [safety] section, levels, budgets, blast radius, backoff. */
+/* limits.c: budgets, the destructive cap and the blast radius */
+int64_t policy_destructive_today(int64_t now);
+json_object *policy_blast_status(void);
+/* Budget and blast radius for one action about to run; NULL when allowed,
+ * else the reason kind ("budget" / "blast radius") and a detail. */
+const char *policy_check(json_object *t, json_object *a, char *detail, size_t len);
+/* Takes the tokens; returns a JSON snapshot of what is left (owned by caller). */
+json_object *policy_charge(json_object *t, json_object *a);
+int64_t policy_backoff_ms(int64_t attempt);
+const char *policy_target(json_object *params);
+/* The node count the observer saw (op_obs_nodes): the blast radius's denominator. */
+void policy_note_nodes(const char *subject, int64_t n);
+/* {nodes_total, cap, new_max, touched[]} for the executor's op_exec_ctx. */
+json_object *policy_blast_allowance(json_object *t, json_object *a);
+/* Every budget bucket: scope, capacity, remaining, period_s, refill_in_ms, full_in_ms. */
+json_object *policy_budgets(void);
+
+
+/* policy.c: the [safety] section, risk tiers and the levels with their ladder. */
 int operator_set_level(const char *subject, const char *action, const char *level,
     const char *who, char *err, size_t errlen);
 int policy_load(const struct op_config *cfg, struct od_safety *s, char *err, size_t errlen);
@@ -228,28 +246,15 @@ void policy_free(struct od_safety *s);
 const char *policy_level(const char *subject, const char *action);
 int policy_level_valid(const char *level);
 int policy_risk_needs_approval(const char *risk);
-/* Budget and blast radius for one action about to run; NULL when allowed,
- * else the reason kind ("budget" / "blast radius") and a detail. */
-const char *policy_check(json_object *t, json_object *a, char *detail, size_t len);
-/* Takes the tokens; returns a JSON snapshot of what is left (owned by caller). */
-json_object *policy_charge(json_object *t, json_object *a);
-int64_t policy_backoff_ms(int64_t attempt);
 /* What remains of every budget, the levels and their records. */
 json_object *policy_status(void);
 /* Result of a verification of an action run at `level`: promotion/demotion. */
 void policy_record_outcome(json_object *t, json_object *a, int success);
-const char *policy_target(json_object *params);
 /* The level in force and where it came from: "operator", "operator (all
  * subjects)", "promotion", "demotion", "config" or "default" (static). */
 const char *policy_level_source(const char *subject, const char *action, const char **source);
 /* [{subject, action, level, source}] for each configured subject (or the one named). */
 json_object *policy_level_query(const char *subject, const char *action);
-/* The node count the observer saw (op_obs_nodes): the blast radius's denominator. */
-void policy_note_nodes(const char *subject, int64_t n);
-/* {nodes_total, cap, new_max, touched[]} for the executor's op_exec_ctx. */
-json_object *policy_blast_allowance(json_object *t, json_object *a);
-/* Every budget bucket: scope, capacity, remaining, period_s, refill_in_ms, full_in_ms. */
-json_object *policy_budgets(void);
 /* 1 with why when a chaos fault on this entity ended (its own undo ran)
  * between from_ms and to_ms: a heal in that window is "unproven". */
 int policy_fault_undone_in(const char *subject, const char *entity, int64_t from_ms,

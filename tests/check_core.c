@@ -145,19 +145,6 @@ START_TEST(t_persisting_fault_reticketed)
 }
 END_TEST
 
-static int64_t
-c_node_resets(void)
-{
-	int64_t sum = 0;
-
-	for (int i = 0; i < H_NNODES; i++) {
-		struct h_resp r = h_http(H->node_port[i], "GET", "/health", NULL);
-		sum += op_json_int(r.json, "resets_total", 0);
-		h_resp_free(&r);
-	}
-	return sum;
-}
-
 /* Hole 3: operatord SIGKILLed while a counter_drift ticket is verifying and
  * kept down longer than verify_timeout; on restart the verification starts a
  * fresh window, really checks (its figures say how many times) and the ticket
@@ -176,7 +163,7 @@ START_TEST(t_verification_resumes_after_long_restart)
 	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
 	json_object *ex = c_wait_ev("action_executed", tid, since, C_LOOP_MS);
 	int64_t executed = h_ev_ts_ms(ex);
-	int64_t resets = c_node_resets();
+	int64_t resets = h_nodes_sum("resets_total");
 	/* verify_delay is 2 s: still verifying. Down past the 8 s timeout. */
 	h_kill_wait(&H->od_pid, SIGKILL);
 	H_WAIT(ok, 30000, op_wall_ms() > executed + 8000 + 2000);
@@ -192,7 +179,7 @@ START_TEST(t_verification_resumes_after_long_restart)
 	    "the resumed verification checked %lld times", (long long)op_json_int(fig, "checks", 0));
 	c_wait_ev("ticket_resolved", tid, mark, H_WAIT_MS);
 	/* Verified, not redone: no reset ran after the restart. */
-	H_CHECK(c_node_resets() == resets, "a reset ran again after the restart");
+	H_CHECK(h_nodes_sum("resets_total") == resets, "a reset ran again after the restart");
 	h_load_stop(load);
 	h_test_end();
 }
@@ -237,7 +224,7 @@ START_TEST(t_expiry_never_runs_risky)
 	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
 	pid_t load = h_load_start(key, 200, 7);
 	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
-	int64_t resets = c_node_resets();
+	int64_t resets = h_nodes_sum("resets_total");
 	int64_t since = h_last_seq();
 	c_inject("counter_drift", key, "600s");
 	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
@@ -250,7 +237,7 @@ START_TEST(t_expiry_never_runs_risky)
 	c_wait_ev("ticket_escalated", tid, since, H_WAIT_MS);
 	h_ev_refresh();
 	H_CHECK(h_ev_find("action_dispatched", tid, since) == NULL, "the expired action was dispatched");
-	H_CHECK(c_node_resets() == resets, "a reset ran without a human");
+	H_CHECK(h_nodes_sum("resets_total") == resets, "a reset ran without a human");
 	h_load_stop(load);
 	h_test_end();
 }
@@ -447,7 +434,7 @@ START_TEST(t_unknown_judged_on_the_fault)
 	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
 	pid_t ex = c_worker_pid("executor");
 	H_CHECK(ex > 0, "no executor");
-	int64_t resets = c_node_resets();
+	int64_t resets = h_nodes_sum("resets_total");
 	kill(ex, SIGSTOP);
 	int64_t since = h_last_seq();
 	c_inject("counter_drift", key, "600s");
@@ -459,7 +446,7 @@ START_TEST(t_unknown_judged_on_the_fault)
 	json_object *fig = op_json_obj(h_ev_data(v), "figures");
 	H_CHECK(strstr(c_str(fig, "judged"), "unknown") != NULL, "judged: %s", c_str(fig, "judged"));
 	H_CHECK(strcmp(c_str(fig, "state"), "absent") != 0, "an unknown action verified on an absence");
-	H_CHECK(c_node_resets() == resets, "a reset ran although the executor never got to it");
+	H_CHECK(h_nodes_sum("resets_total") == resets, "a reset ran although the executor never got to it");
 	if (!strcmp(c_str(h_ev_data(v), "result"), "success")) {
 		H_CHECK(!strcmp(c_str(fig, "state"), "healthy"), "success on state %s",
 		    c_str(fig, "state"));

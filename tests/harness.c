@@ -800,6 +800,21 @@ h_http(int port, const char *method, const char *path, const char *body)
 	return r;
 }
 
+/* The sum over the nodes of one counter of GET /health (resets_total,
+ * resyncs_total): what the nodes themselves say they did. */
+int64_t
+h_nodes_sum(const char *field)
+{
+	int64_t sum = 0;
+
+	for (int i = 0; i < H_NNODES; i++) {
+		struct h_resp r = h_http(H->node_port[i], "GET", "/health", NULL);
+		sum += op_json_int(r.json, field, 0);
+		h_resp_free(&r);
+	}
+	return sum;
+}
+
 int
 h_set_limit(int node, const char *key, long long limit)
 {

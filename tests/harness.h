@@ -104,6 +104,8 @@ int64_t h_parse_rfc3339(const char *s);
 struct h_resp h_http(int port, const char *method, const char *path, const char *body);
 void h_resp_free(struct h_resp *r);
 int h_set_limit(int node, const char *key, long long limit);
+/* The sum over the nodes of a GET /health counter, e.g. "resets_total". */
+int64_t h_nodes_sum(const char *field);
 /* Every node's uptime covers its window: drift becomes measurable. */
 int h_nodes_cover_window(void);
 /* Redis command on a fresh connection; returns the reply as text (malloc) or NULL. */
