@@ -15,7 +15,12 @@ else
   op_build "$dir"
 fi
 rc=0
-meson test -C "$dir" --print-errorlogs --num-processes 2 || rc=$?
+# The integration suites mostly wait on real processes, so four run side by
+# side on two cores (OP_TEST_JOBS overrides); sanitizers slow each one down.
+mult=1
+[ "$dir" = build-asan ] && mult=2
+meson test -C "$dir" --print-errorlogs --num-processes "${OP_TEST_JOBS:-4}" \
+  --timeout-multiplier "$mult" || rc=$?
 # One plain closing line, whatever reads this output.
 log="$dir/meson-logs/testlog.json"
 if [ -f "$log" ]; then

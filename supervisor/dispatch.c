@@ -643,7 +643,7 @@ dispatch_recover(void)
 	outbox_begin();
 	mark_dispatched_unknown("daemon restarted while the action was in flight");
 	outbox_commit();
-	acting_tick_start();
+	timer_start();
 }
 
 /* A job frame that can never reach its worker (over OP_MSG_MAX): the step

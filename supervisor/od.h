@@ -200,12 +200,15 @@ int acting_retry(struct ticket *t, struct action *a, const char *why);
 void acting_resume_pending(void);
 json_object *acting_settings_body(void);
 void acting_settings_changed(void);
-const char *acting_expiry_outcome(const struct action *a);
-void acting_tick_start(void);
 /* issue 9: verification credit and undo (acting.c) */
 int acting_unproven(const struct ticket *t, const struct action *a, char *why, size_t len);
 int acting_undo_if_worse(struct ticket *t, struct action *a, json_object *figures);
 void acting_undo_result(struct ticket *t, struct action *a, json_object *body);
+
+/* timer.c: retries, schedules, approval expiries and step deadlines, on a tick */
+void timer_start(void);
+/* escalate, reject or execute: what an approval of this action does on expiry */
+const char *timer_expiry_outcome(const struct action *a);
 
 /* operator.c: the operator verbs */
 int operator_approve(int64_t action_id, const char *who, char *err, size_t errlen);
