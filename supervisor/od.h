@@ -157,7 +157,6 @@ void od_begin_shutdown(int exit_code);
 /* Re-reads the configuration file; a bad one is refused whole (err says why)
  * and the running one stays. Applies mode and [safety], restarts the workers. */
 int od_reload(const char *who, char *err, size_t errlen);
-const char *od_worker_state_name(enum od_wstate s);
 
 /* proc.c */
 void proc_init_workers(void);
@@ -171,6 +170,7 @@ int proc_all_ready(void);
 json_object *proc_workers_json(void);
 void proc_restart_worker(struct od_worker *w);
 void proc_fail_worker(struct od_worker *w);
+const char *od_worker_state_name(enum od_wstate s);
 
 /* dispatch.c: frames from the workers, and their lifecycle */
 int dispatch_may_send(enum od_role role, enum op_msg_type type);
@@ -180,7 +180,7 @@ void dispatch_worker_died(struct od_worker *w);
 void dispatch_recover(void);
 void dispatch_undeliverable(enum od_role role, const struct op_msg *m);
 
-/* acting.c: the acting-safely engine and its timer (struct ticket/action: ticket.h) */
+/* acting.c: the acting-safely engine (struct ticket/action: ticket.h) */
 struct op_action_def;
 void acting_send_diagnose(const struct ticket *t);
 void acting_start_diagnosis(struct ticket *t);
@@ -200,7 +200,7 @@ int acting_retry(struct ticket *t, struct action *a, const char *why);
 void acting_resume_pending(void);
 json_object *acting_settings_body(void);
 void acting_settings_changed(void);
-/* issue 9: verification credit and undo (acting.c) */
+/* acting.c: verification credit and undoing a fix that made things worse */
 int acting_unproven(const struct ticket *t, const struct action *a, char *why, size_t len);
 int acting_undo_if_worse(struct ticket *t, struct action *a, json_object *figures);
 void acting_undo_result(struct ticket *t, struct action *a, json_object *body);
@@ -239,7 +239,6 @@ void policy_note_nodes(const char *subject, int64_t n);
 json_object *policy_blast_allowance(json_object *t, json_object *a);
 /* Every budget bucket: scope, capacity, remaining, period_s, refill_in_ms, full_in_ms. */
 json_object *policy_budgets(void);
-
 
 /* policy.c: the [safety] section, risk tiers and the levels with their ladder. */
 int operator_set_level(const char *subject, const char *action, const char *level,
