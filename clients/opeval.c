@@ -12,16 +12,23 @@
 #include "common/util.h"
 
 static void
-usage(void)
+usage_to(FILE *f, int code)
 {
-	fprintf(stderr,
+	fprintf(f,
 	    "usage: opeval run CAMPAIGN [--trials N] [--baseline | --baseline-only] [--backend NAME]\n"
 	    "                  [--note TEXT] [--json FILE] [--html FILE] [--runtime-dir DIR]\n"
 	    "       opeval soak --subject NAME --duration D [--json FILE] [--runtime-dir DIR]\n"
 	    "       opeval report REPORT.json [--html FILE]\n"
 	    "       opeval compare A.json B.json\n"
+	    "       opeval --help | --version\n"
 	    "Exit: 0 done, 1 failed, 2 usage, 3 operatord not running.\n");
-	exit(CLIENT_EXIT_USAGE);
+	exit(code);
+}
+
+static void
+usage(void)
+{
+	usage_to(stderr, CLIENT_EXIT_USAGE);
 }
 
 static json_object *
@@ -69,6 +76,7 @@ main(int argc, char **argv)
 		{"duration", required_argument, NULL, 'd'},
 		{"runtime-dir", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	struct eval_opts o = {0};
@@ -95,6 +103,8 @@ main(int argc, char **argv)
 				usage();
 			break;
 		case 'r': o.runtime_dir = optarg; break;
+		case 'h': usage_to(stdout, CLIENT_EXIT_OK); break;
+		case 'V': printf("opeval %s\n", OP_VERSION); return CLIENT_EXIT_OK;
 		default: usage();
 		}
 	}
