@@ -560,6 +560,7 @@ acting_undo_if_worse(struct ticket *t, struct action *a, json_object *figures)
 	json_object_object_add(b, "action", json_object_new_string(a->name));
 	json_object_object_add(b, "params", json_object_get(op_json_obj(a->row, "params")));
 	json_object_object_add(b, "undo", json_object_get(undo));
+	ha_job(b, t->subject, a->id); /* [ha] an undo is a side effect too: fenced */
 	ticket_set_deadline(t, op_wall_ms() + od->act_deadline_ms);
 	outbox_send(OD_EXECUTOR, OP_MSG_EXECUTE, od_new_id(), b);
 	log_info("ticket %lld: undoing %s (%s)", (long long)t->id, a->name, why);

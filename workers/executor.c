@@ -112,6 +112,12 @@ exec_undo(struct worker *w, struct op_msg *m, struct op_subject *sj,
 		exec_reply(w, m, "skipped", "invalid", "the action has no undo", NULL, t0);
 		return;
 	}
+	/* [ha] the same fence as any side effect: still the leader, switch off. */
+	char fkind[16], fwhy[400];
+	if (ha_fence_exec(w->cfg, m->body, fkind, sizeof(fkind), fwhy, sizeof(fwhy)) != 0) {
+		exec_reply(w, m, "skipped", fkind, fwhy, NULL, t0);
+		return;
+	}
 	log_info("undoing %s for ticket %lld", def->name,
 	    (long long)op_json_int(m->body, "ticket_id", 0));
 	if (def->revert(sj, op_json_obj(m->body, "undo"), &result, err, sizeof(err)) != 0)
