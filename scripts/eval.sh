@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Scored chaos campaign on real processes, set up as the demos do.
-#   ./scripts/eval.sh ratelimiter|tikv [--trials N] [--baseline] [--backend B] --out DIR
-#                     [--campaign FILE] [--soak DURATION]
+#   ./scripts/eval.sh ratelimiter|tikv [--trials N] [--baseline | --baseline-only] [--backend B]
+#                     --out DIR [--campaign FILE] [--soak DURATION]
 # Writes DIR/report.json, DIR/report.html, DIR/events.jsonl (the whole event
 # stream as `optail --json` prints it) and DIR/logs/. Everything it starts is
 # stopped on exit. BUILD=DIR picks the build directory (default: build);
-# NO_BUILD=1 uses it as it is.
+# NO_BUILD=1 uses it as it is. EVAL_FLAP_WINDOW (default 10s) must stay below
+# the campaign's cooldown.
 # --soak D runs load with no faults for D instead of a campaign (DIR/soak.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --trials) TRIALS=${2:?}; shift 2 ;;
     --baseline) BASELINE=--baseline; shift ;;
+    --baseline-only) BASELINE=--baseline-only; shift ;;
     --backend) BACKEND=${2:?}; shift 2 ;;
     --out) OUT=${2:?}; shift 2 ;;
     --campaign) CAMPAIGN=${2:?}; shift 2 ;;
@@ -89,7 +91,7 @@ free_port() {
 # The campaign measures the loop, so the safety budgets that would refuse the
 # 6th reset of an hour are off, and the flap window is shorter than the
 # campaign's cooldown: no trial inherits a flap count from the one before.
-SAFETY=$'[safety]\nbudget_action = off\nbudget_subject = off\ndestructive_per_day = off\nblast_radius = off\nflap_window = 10s'
+SAFETY=$'[safety]\nbudget_action = off\nbudget_subject = off\ndestructive_per_day = off\nblast_radius = off\nflap_window = '"${EVAL_FLAP_WINDOW:-10s}"
 
 start_ratelimiter() {
   local try
@@ -178,7 +180,7 @@ export OPERATORD_RUNTIME_DIR=$WORK/run
 echo "== starting $SUBJECT in $WORK" >&2
 "start_$SUBJECT"
 
-NOTE="$(date -u +%FT%TZ) on $(uname -srm), $(nproc) CPUs; command: scripts/eval.sh $SUBJECT${TRIALS:+ --trials $TRIALS}${BASELINE:+ --baseline} --backend $BACKEND; flap_window 10s, budgets off"
+NOTE="$(date -u +%FT%TZ) on $(uname -srm), $(nproc) CPUs; command: scripts/eval.sh $SUBJECT${TRIALS:+ --trials $TRIALS}${BASELINE:+ $BASELINE} --backend $BACKEND; flap_window ${EVAL_FLAP_WINDOW:-10s}, budgets off"
 if [ -n "$SOAK" ]; then
   echo "== soak: load, no faults, for $SOAK" >&2
   "$OPEVAL" soak --subject "$SUBJECT" --duration "$SOAK" --note "$NOTE" --json "$OUT/soak.json"

@@ -222,6 +222,7 @@ e_campaign(const char *subject, const char *campaign, const char *fault)
 	snprintf(script, sizeof(script), "%s/scripts/eval.sh", src);
 	setenv("BUILD", e_env("OP_BUILD_ROOT"), 1);
 	setenv("NO_BUILD", "1", 1);
+	setenv("EVAL_FLAP_WINDOW", "5s", 1); /* the fixtures' cooldown is 6 s */
 	char *argv[] = {"bash", script, (char *)subject, "--trials", "2", "--campaign", cpath,
 		"--out", out, NULL};
 	int rc = h_run(argv, E_CAMPAIGN_MS, &o, &e);
