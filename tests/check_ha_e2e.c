@@ -19,6 +19,14 @@
  *                ticket anywhere; etcd back: a leader is elected and fixes it.
  *   kill_switch  set on the standby, it stops the leader's next action;
  *                cleared on the standby, the leader acts.
+ *   split        (last: it restarts both instances on another configuration)
+ *                two subjects, the rate limiter and a TiKV cluster (pdsim),
+ *                a may lead only the first and b only the second: each
+ *                leads its own, both agree, and each acts only on the
+ *                subject it leads (counter drift fixed by a alone, a killed
+ *                store handled by b alone, though both observe both).
+ *
+ * Env: the harness's binaries, ETCD_BIN, PDSIM_BIN.
  */
 #include <check.h>
 #include <dirent.h>
@@ -45,6 +53,11 @@
 #define E_LOOP_MS 90000         /* violation to a terminal ticket */
 #define E_DRIFT 25              /* entries added behind the nodes' back */
 #define E_SUBJECT "ratelimiter"
+#define E_TIKV "tikv"
+#define E_SPLIT_CLUSTER "e2e-split" /* [ha] cluster of the split case: fresh keys */
+#define E_PD_STORES 4           /* pdsim --stores in the split case */
+#define E_PD_REGIONS 400        /* pdsim --regions */
+#define E_STOP_MS 20000         /* operatord SIGTERM to SIGKILL */
 
 struct e_inst {
 	char name[8];
@@ -56,6 +69,8 @@ struct e_inst {
 struct e_env {
 	struct ha_t_etcd etcd;
 	struct e_inst in[E_N];
+	pid_t pdsim;            /* split case; stopped after the instances */
+	int pd_port;
 	int setup_failed;
 };
 
@@ -88,6 +103,13 @@ e_dump(const char *why)
 		if (system(cmd) != 0)
 			fprintf(stderr, "(no log)\n");
 	}
+	if (EV->pdsim > 0) {
+		char cmd[400];
+		snprintf(cmd, sizeof(cmd), "tail -n 20 %s/pdsim.log >&2", H->dir);
+		fprintf(stderr, "---- pdsim log:\n");
+		if (system(cmd) != 0)
+			fprintf(stderr, "(no log)\n");
+	}
 }
 
 #define E_CHECK(cond, ...)                                                     \
@@ -98,8 +120,11 @@ e_dump(const char *why)
 		}                                                              \
 	} while (0)
 
+/* The instance's configuration. lead == NULL: the rate limiter alone;
+ * otherwise the rate limiter and pdsim's TiKV, with chaos allowed (for an
+ * injection by hand) and the instance allowed to lead `lead` only. */
 static int
-e_write_conf(int i)
+e_write_conf(int i, const char *lead)
 {
 	struct e_inst *in = &EV->in[i];
 	FILE *f = fopen(in->conf, "w");
@@ -114,8 +139,20 @@ e_write_conf(int i)
 	for (int k = 0; k < H_NNODES; k++)
 		fprintf(f, "%shttp://127.0.0.1:%d", k ? "," : "", H->node_port[k]);
 	fprintf(f, "\ndrift_tolerance = %d\n\n", H_DRIFT_TOL);
-	fprintf(f, "[ha]\netcd = %s\nname = %s\ncluster = e2e\nlease_ttl = %ds\n", EV->etcd.url,
-	    in->name, E_TTL_S);
+	if (lead != NULL) {
+		fprintf(f, "[subject.%s]\npd = http://127.0.0.1:%d\ntimeout = 1s\n\n", E_TIKV,
+		    EV->pd_port);
+		/* rebalance_leaders moves leaders across most of pdsim's few
+		 * stores, more than the default blast radius allows; and the
+		 * earlier cases' resets may have spent one instance's per-action
+		 * budget (5 an hour, kept in its ledger across restarts) */
+		fprintf(f, "[chaos]\nenabled = true\n\n[safety]\nblast_radius = off\n"
+		    "budget_action = off\n\n");
+	}
+	fprintf(f, "[ha]\netcd = %s\nname = %s\ncluster = %s\nlease_ttl = %ds\n", EV->etcd.url,
+	    in->name, lead ? E_SPLIT_CLUSTER : "e2e", E_TTL_S);
+	if (lead != NULL)
+		fprintf(f, "subjects = %s\n", lead);
 	return fclose(f);
 }
 
@@ -135,12 +172,12 @@ e_status(int i)
 	return h_status();
 }
 
-/* The instance's view of the subject: 1 leader, 0 standby, -1 no answer. */
+/* The instance's view of a subject: 1 leader, 0 standby, -1 no answer. */
 static int
-e_role(int i, char *leader, size_t leaderlen, int64_t *term)
+e_role_of(int i, const char *subject, char *leader, size_t leaderlen, int64_t *term)
 {
 	json_object *s = e_status(i);
-	json_object *sub = op_json_obj(op_json_obj(op_json_obj(s, "ha"), "subjects"), E_SUBJECT);
+	json_object *sub = op_json_obj(op_json_obj(op_json_obj(s, "ha"), "subjects"), subject);
 	int role = -1;
 
 	if (sub != NULL) {
@@ -152,6 +189,12 @@ e_role(int i, char *leader, size_t leaderlen, int64_t *term)
 	}
 	json_object_put(s);
 	return role;
+}
+
+static int
+e_role(int i, char *leader, size_t leaderlen, int64_t *term)
+{
+	return e_role_of(i, E_SUBJECT, leader, leaderlen, term);
 }
 
 static int
@@ -413,7 +456,7 @@ e_env_start(void)
 		snprintf(in->log, sizeof(in->log), "%c.log", 'a' + i);
 		in->metrics_port = h_free_port();
 		mkdir(in->dir, 0755);
-		if (e_write_conf(i) != 0) {
+		if (e_write_conf(i, NULL) != 0) {
 			EV->setup_failed = 1;
 			return;
 		}
@@ -430,19 +473,69 @@ e_env_start(void)
 	}
 }
 
+/* The process has exited: reaped here, or (not our child: started by the
+ * fixture or by another test's process) a zombie or gone. */
+static int
+e_gone(pid_t pid)
+{
+	char path[64], buf[256];
+	pid_t w = waitpid(pid, NULL, WNOHANG);
+
+	if (w == pid)
+		return 1;
+	if (w == 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 1;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	char *rp = strrchr(buf, ')');
+	return rp == NULL || rp[1] == '\0' || rp[2] == 'Z' || rp[2] == 'X';
+}
+
+static void
+e_wait_gone(pid_t pid, int64_t ms)
+{
+	int64_t end = op_mono_ms() + ms;
+
+	while (op_mono_ms() < end && !e_gone(pid))
+		op_sleep_ms(50);
+}
+
+/* SIGTERM (it steps down and undoes its faults), SIGKILL if it hangs. */
+static void
+e_stop(int i)
+{
+	if (EV->in[i].pid <= 0)
+		return;
+	e_signal_all(i, SIGCONT);
+	kill(EV->in[i].pid, SIGTERM);
+	e_wait_gone(EV->in[i].pid, E_STOP_MS);
+	e_signal_all(i, SIGKILL);
+}
+
+/* pdsim after the instances (their shutdown undoes a fault through it);
+ * SIGTERM takes its store processes with it. */
+static void
+e_pdsim_stop(void)
+{
+	if (EV->pdsim <= 0)
+		return;
+	kill(EV->pdsim, SIGCONT);
+	kill(EV->pdsim, SIGTERM);
+	e_wait_gone(EV->pdsim, E_STOP_MS);
+	h_kill_wait(&EV->pdsim, SIGKILL);
+}
+
 static void
 e_env_stop(void)
 {
-	for (int i = 0; i < E_N; i++) {
-		if (EV->in[i].pid <= 0)
-			continue;
-		e_signal_all(i, SIGCONT);
-		kill(EV->in[i].pid, SIGTERM);
-		int64_t end = op_mono_ms() + 20000;
-		while (op_mono_ms() < end && waitpid(EV->in[i].pid, NULL, WNOHANG) == 0)
-			op_sleep_ms(50);
-		e_signal_all(i, SIGKILL);
-	}
+	for (int i = 0; i < E_N; i++)
+		e_stop(i);
+	e_pdsim_stop();
 	ha_t_etcd_stop(&EV->etcd);
 	/* redis, nodes, loads, the directory */
 	h_env_stop();
@@ -740,6 +833,219 @@ START_TEST(t_kill_switch)
 }
 END_TEST
 
+/* ------------------------------------------------------ the split case */
+
+/* First event of type after seq `after` on i, of this subject (and
+ * invariant, entity, ticket when given). */
+static json_object *
+e_event_of(int i, const char *type, const char *subject, const char *inv, const char *entity,
+    int64_t ticket, int64_t after)
+{
+	e_use(i);
+	if (!h_ev_refresh())
+		return NULL;
+	for (size_t k = 0; k < json_object_array_length(h_evs); k++) {
+		json_object *e = json_object_array_get_idx(h_evs, k);
+		if (h_ev_seq(e) <= after || strcmp(e_str(e, "type"), type) != 0)
+			continue;
+		if ((subject && strcmp(e_str(e, "subject"), subject) != 0) ||
+		    (inv && strcmp(e_str(e, "invariant"), inv) != 0) ||
+		    (entity && strcmp(e_str(e, "entity"), entity) != 0) ||
+		    (ticket > 0 && op_json_int(e, "ticket", 0) != ticket))
+			continue;
+		return e;
+	}
+	return NULL;
+}
+
+/* pdsim on a port of its choosing; its leader balancing slowed right down,
+ * so leaders are moved by an operator's action, not by PD. */
+static int
+e_pdsim_start(void)
+{
+	char pf[300], ns[16], nr[16];
+	const char *bin = getenv("PDSIM_BIN");
+
+	if (bin == NULL || access(bin, X_OK) != 0) {
+		fprintf(stderr, "e2e: set PDSIM_BIN to the pdsim binary\n");
+		return -1;
+	}
+	snprintf(pf, sizeof(pf), "%s/pd.port", H->dir);
+	snprintf(ns, sizeof(ns), "%d", E_PD_STORES);
+	snprintf(nr, sizeof(nr), "%d", E_PD_REGIONS);
+	char *argv[] = {(char *)bin, "--port", "0", "--port-file", pf, "--stores", ns, "--regions",
+	    nr, "--election-ms", "1000", "--disconnect-ms", "3000", "--down-ms", "600000",
+	    "--balance-interval-ms", "600000", NULL};
+	EV->pd_port = 0;
+	EV->pdsim = h_spawn(argv, "pdsim.log");
+	int64_t end = op_mono_ms() + E_START_MS;
+	while (EV->pd_port <= 0 && op_mono_ms() < end) {
+		FILE *f = fopen(pf, "r");
+		if (f != NULL) {
+			if (fscanf(f, "%d", &EV->pd_port) != 1)
+				EV->pd_port = 0;
+			fclose(f);
+		}
+		if (EV->pd_port <= 0)
+			op_sleep_ms(50);
+	}
+	return EV->pd_port > 0 ? 0 : -1;
+}
+
+/* Every store live and every region led, as instance i observes it. */
+static int
+e_tikv_healthy(int i)
+{
+	json_object *o = NULL;
+	size_t live = 0;
+
+	e_use(i);
+	if (h_opsend(&o, NULL, "observe", E_TIKV, NULL) != 0) {
+		json_object_put(o);
+		return 0;
+	}
+	json_object *a = op_json_arr(o, "stores");
+	for (size_t k = 0; a && k < json_object_array_length(a); k++)
+		live += op_json_bool(json_object_array_get_idx(a, k), "live", 0);
+	int ok = op_json_bool(op_json_obj(o, "pd"), "ok", 0) && live == E_PD_STORES &&
+	    op_json_int(op_json_obj(o, "regions"), "leaderless", 1) == 0 &&
+	    op_json_int(op_json_obj(o, "regions"), "leader_on_dead_store", 1) == 0;
+	json_object_put(o);
+	return ok;
+}
+
+/* Both instances say: `subject` is led by instance `want`, the other is its
+ * standby, under one term (returned in *term). */
+static int
+e_split_agree(const char *subject, int want, int64_t *term)
+{
+	char names[E_N][16];
+	int64_t terms[E_N];
+
+	for (int i = 0; i < E_N; i++) {
+		if (e_role_of(i, subject, names[i], sizeof(names[i]), &terms[i]) != (i == want))
+			return 0;
+		if (strcmp(names[i], EV->in[want].name) != 0 || terms[i] <= 0 ||
+		    terms[i] != terms[0])
+			return 0;
+	}
+	*term = terms[0];
+	return 1;
+}
+
+/* The action events of one ticket ran under this term, led by this name. */
+static void
+e_check_term(int i, const char *type, int64_t tid, int64_t after, int64_t term)
+{
+	json_object *ev = e_event(i, type, tid, after);
+	E_CHECK(ev != NULL, "%s has no %s for ticket %lld", EV->in[i].name, type, (long long)tid);
+	json_object *d = h_ev_data(ev);
+	E_CHECK(op_json_int(d, "term", 0) == term, "%s's %s ran under term %lld, want %lld",
+	    EV->in[i].name, type, (long long)op_json_int(d, "term", 0), (long long)term);
+	E_CHECK(!strcmp(e_str(d, "leader"), EV->in[i].name), "%s's %s names leader \"%s\"",
+	    EV->in[i].name, type, e_str(d, "leader"));
+}
+
+START_TEST(t_split)
+{
+	const char *K = "ha-split-1";
+	const int A = 0, B = 1; /* a may lead the rate limiter only, b TiKV only */
+	int ok;
+
+	e_begin("split");
+	E_CHECK(e_pdsim_start() == 0, "pdsim did not start (see %s/pdsim.log)", H->dir);
+	/* both restart on the two subjects, each allowed to lead one */
+	for (int i = 0; i < E_N; i++)
+		e_stop(i);
+	E_CHECK(e_write_conf(A, E_SUBJECT) == 0 && e_write_conf(B, E_TIKV) == 0,
+	    "could not write the configurations");
+	for (int i = 0; i < E_N; i++)
+		e_spawn(i);
+	for (int i = 0; i < E_N; i++) {
+		H_WAIT(ok, E_START_MS, e_ready(i));
+		E_CHECK(ok, "%s not ready on two subjects", EV->in[i].name);
+	}
+	int64_t termR = 0, termT = 0;
+	H_WAIT(ok, E_START_MS, e_split_agree(E_SUBJECT, A, &termR) &&
+	    e_split_agree(E_TIKV, B, &termT));
+	E_CHECK(ok, "both instances do not agree that %s leads %s and %s leads %s",
+	    EV->in[A].name, E_SUBJECT, EV->in[B].name, E_TIKV);
+	E_CHECK(e_event_of(A, "leader_elected", E_SUBJECT, NULL, NULL, 0, 0) != NULL &&
+	    e_event_of(B, "leader_elected", E_TIKV, NULL, NULL, 0, 0) != NULL,
+	    "a leader_elected event is missing");
+
+	/* counter drift: the rate limiter's leader alone acts, once */
+	e_prepare_key(K);
+	int64_t r0 = e_resets();
+	int64_t sinceA = e_last_seq(A), sinceB = e_last_seq(B);
+	int64_t tid = 0;
+	H_WAIT(ok, E_LOOP_MS, e_keep_drift(K, r0) && (tid = e_ticket(A, K, sinceA)) > 0 &&
+	    e_terminal(A, tid, sinceA) != NULL);
+	E_CHECK(ok, "%s did not bring the drift on %s to a terminal state", EV->in[A].name, K);
+	E_CHECK(!strcmp(e_str(e_terminal(A, tid, sinceA), "type"), "ticket_resolved"),
+	    "%s's drift ticket was not resolved", EV->in[A].name);
+	e_check_term(A, "action_dispatched", tid, sinceA, termR);
+	e_check_term(A, "action_executed", tid, sinceA, termR);
+	E_CHECK(e_resets() - r0 == 1, "the nodes performed %lld resets, want exactly 1",
+	    (long long)(e_resets() - r0));
+	/* b saw the drift too, and left it alone */
+	E_CHECK(e_event_of(B, "violation", E_SUBJECT, "counter_drift", K, 0, sinceB) != NULL,
+	    "%s never observed the drift on %s", EV->in[B].name, K);
+	E_CHECK(e_ticket(B, K, sinceB) == 0, "%s opened a ticket on a subject it does not lead",
+	    EV->in[B].name);
+	E_CHECK(e_event_of(B, "ticket_opened", E_SUBJECT, NULL, NULL, 0, sinceB) == NULL &&
+	    e_event_of(B, "action_dispatched", E_SUBJECT, NULL, NULL, 0, sinceB) == NULL,
+	    "%s acted on %s, which it does not lead", EV->in[B].name, E_SUBJECT);
+
+	/* a store killed: TiKV's leader alone acts */
+	H_WAIT(ok, E_START_MS, e_tikv_healthy(B));
+	E_CHECK(ok, "the TiKV cluster never looked healthy to %s", EV->in[B].name);
+	sinceA = e_last_seq(A);
+	sinceB = e_last_seq(B);
+	json_object *inj = NULL;
+	char *ierr = NULL;
+	e_use(B);
+	int irc = h_opsend(&inj, &ierr, "chaos", "inject", "node_kill", "subject=" E_TIKV,
+	    "ttl=60s", NULL);
+	E_CHECK(irc == 0, "chaos inject node_kill on %s failed: %s", EV->in[B].name,
+	    ierr ? ierr : "");
+	free(ierr);
+	char victim[32];
+	op_strlcpy(victim, e_str(inj, "target"), sizeof(victim));
+	json_object_put(inj);
+	E_CHECK(victim[0] != '\0', "node_kill named no target");
+	int64_t tt = 0;
+	H_WAIT(ok, E_LOOP_MS, (e_use(B), h_ev_refresh()) &&
+	    (tt = h_ev_ticket("store_down", victim, sinceB)) > 0 &&
+	    e_terminal(B, tt, sinceB) != NULL);
+	E_CHECK(ok, "%s did not bring store %s's store_down to a terminal state",
+	    EV->in[B].name, victim);
+	json_object *end = e_terminal(B, tt, sinceB);
+	E_CHECK(!strcmp(e_str(end, "type"), "ticket_resolved"), "store_down ended %s: %s",
+	    e_str(end, "type"), e_str(h_ev_data(end), "reason"));
+	json_object *rb = e_event(B, "action_dispatched", tt, sinceB);
+	E_CHECK(rb != NULL && !strcmp(e_str(h_ev_data(rb), "action"), "rebalance_leaders"),
+	    "%s dispatched %s for the killed store, want rebalance_leaders", EV->in[B].name,
+	    rb ? e_str(h_ev_data(rb), "action") : "nothing");
+	e_check_term(B, "action_dispatched", tt, sinceB, termT);
+	e_check_term(B, "action_executed", tt, sinceB, termT);
+	/* a saw the store go down, and left it alone */
+	E_CHECK(e_event_of(A, "violation", E_TIKV, "store_down", victim, 0, sinceA) != NULL,
+	    "%s never observed store %s down", EV->in[A].name, victim);
+	E_CHECK(e_event_of(A, "ticket_opened", E_TIKV, NULL, NULL, 0, sinceA) == NULL,
+	    "%s opened a ticket on %s, which it does not lead", EV->in[A].name, E_TIKV);
+	E_CHECK(e_event_of(A, "action_dispatched", E_TIKV, NULL, NULL, 0, sinceA) == NULL,
+	    "%s dispatched an action on %s, which it does not lead", EV->in[A].name, E_TIKV);
+	E_CHECK(e_resets() - r0 == 1, "the rate limiter was reset again (%lld in all)",
+	    (long long)(e_resets() - r0));
+	/* the split held throughout */
+	int64_t tr2 = 0, tt2 = 0;
+	E_CHECK(e_split_agree(E_SUBJECT, A, &tr2) && tr2 == termR &&
+	    e_split_agree(E_TIKV, B, &tt2) && tt2 == termT, "leadership moved during the case");
+	h_test_end();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -756,6 +1062,7 @@ main(void)
 	tcase_add_test(tc, t_stall);
 	tcase_add_test(tc, t_etcd_down);
 	tcase_add_test(tc, t_kill_switch);
+	tcase_add_test(tc, t_split); /* last: it reconfigures both instances */
 	tcase_set_timeout(tc, 240);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
