@@ -988,9 +988,8 @@ START_TEST(t_split)
 	e_check_term(A, "action_executed", tid, sinceA, termR);
 	E_CHECK(e_resets() - r0 == 1, "the nodes performed %lld resets, want exactly 1",
 	    (long long)(e_resets() - r0));
-	/* b saw the drift too, and left it alone */
-	E_CHECK(e_event_of(B, "violation", E_SUBJECT, "counter_drift", K, 0, sinceB) != NULL,
-	    "%s never observed the drift on %s", EV->in[B].name, K);
+	/* b left it alone. (Whether b's observer saw the drift before a fixed
+	 * it is a race, so it is not asserted; the store below stays down.) */
 	E_CHECK(e_ticket(B, K, sinceB) == 0, "%s opened a ticket on a subject it does not lead",
 	    EV->in[B].name);
 	E_CHECK(e_event_of(B, "ticket_opened", E_SUBJECT, NULL, NULL, 0, sinceB) == NULL &&
@@ -1029,9 +1028,10 @@ START_TEST(t_split)
 	    rb ? e_str(h_ev_data(rb), "action") : "nothing");
 	e_check_term(B, "action_dispatched", tt, sinceB, termT);
 	e_check_term(B, "action_executed", tt, sinceB, termT);
-	/* a saw the store go down, and left it alone */
-	E_CHECK(e_event_of(A, "violation", E_TIKV, "store_down", victim, 0, sinceA) != NULL,
-	    "%s never observed store %s down", EV->in[A].name, victim);
+	/* a saw the store go down (it stays down), and left it alone */
+	H_WAIT(ok, E_START_MS, e_event_of(A, "violation", E_TIKV, "store_down", victim, 0,
+	    sinceA) != NULL);
+	E_CHECK(ok, "%s never observed store %s down", EV->in[A].name, victim);
 	E_CHECK(e_event_of(A, "ticket_opened", E_TIKV, NULL, NULL, 0, sinceA) == NULL,
 	    "%s opened a ticket on %s, which it does not lead", EV->in[A].name, E_TIKV);
 	E_CHECK(e_event_of(A, "action_dispatched", E_TIKV, NULL, NULL, 0, sinceA) == NULL,
