@@ -568,29 +568,42 @@ store_elem(json_object *o, const char *what, void *elem, struct pd_err *err)
 	return store_from_json(o, what, elem, err);
 }
 
-int
-pd_parse_stores(const char *buf, size_t len, struct pd_stores *out, struct pd_err *err)
+/* A body of the form {"count": N, "NAME": [...]} (stores, regions): the
+ * list decoded by fn, its count checked. On failure *v holds what was
+ * decoded so far, for the caller's free. */
+static int
+pd_parse_counted(const char *name, const char *buf, size_t len, size_t elem_size,
+    pd_elem_fn fn, void **v, size_t *n, struct pd_err *err)
 {
-	json_object *o = parse_body("stores", buf, len, json_type_object, err);
-	struct jctx c = {.what = "stores", .err = err};
-	void *v = NULL;
+	json_object *o = parse_body(name, buf, len, json_type_object, err);
+	struct jctx c = {.what = name, .err = err};
 
-	memset(out, 0, sizeof(*out));
+	*v = NULL;
+	*n = 0;
 	if (o == NULL)
 		return -1;
 	int64_t count = jget_i64(&c, o, "count", 0, -1);
-	json_object *arr = jget(&c, o, "stores", json_type_array, 0);
-	if (!c.failed && pd_list_decode(arr, "stores", count, sizeof(*out->v), store_elem, &v,
-	    &out->count, err) != 0)
+	json_object *arr = jget(&c, o, name, json_type_array, 0);
+	if (!c.failed && pd_list_decode(arr, name, count, elem_size, fn, v, n, err) != 0)
 		c.failed = 1;
-	out->v = v;
 	json_object_put(o);
-	if (c.failed) {
-		pd_stores_free(out);
+	if (c.failed)
 		return -1;
-	}
 	pd_err_clear(err);
 	return 0;
+}
+
+int
+pd_parse_stores(const char *buf, size_t len, struct pd_stores *out, struct pd_err *err)
+{
+	void *v = NULL;
+	int rc = pd_parse_counted("stores", buf, len, sizeof(*out->v), store_elem, &v,
+	    &out->count, err);
+
+	out->v = v;
+	if (rc != 0)
+		pd_stores_free(out);
+	return rc;
 }
 
 void
@@ -755,26 +768,14 @@ region_elem(json_object *o, const char *what, void *elem, struct pd_err *err)
 int
 pd_parse_regions(const char *buf, size_t len, struct pd_regions *out, struct pd_err *err)
 {
-	json_object *o = parse_body("regions", buf, len, json_type_object, err);
-	struct jctx c = {.what = "regions", .err = err};
 	void *v = NULL;
+	int rc = pd_parse_counted("regions", buf, len, sizeof(*out->v), region_elem, &v,
+	    &out->count, err);
 
-	memset(out, 0, sizeof(*out));
-	if (o == NULL)
-		return -1;
-	int64_t count = jget_i64(&c, o, "count", 0, -1);
-	json_object *arr = jget(&c, o, "regions", json_type_array, 0);
-	if (!c.failed && pd_list_decode(arr, "regions", count, sizeof(*out->v), region_elem, &v,
-	    &out->count, err) != 0)
-		c.failed = 1;
 	out->v = v;
-	json_object_put(o);
-	if (c.failed) {
+	if (rc != 0)
 		pd_regions_free(out);
-		return -1;
-	}
-	pd_err_clear(err);
-	return 0;
+	return rc;
 }
 
 void
