@@ -259,37 +259,71 @@ od_activate_config(char *err, size_t errlen)
 	return 0;
 }
 
+/* What od_load_settings sets: kept aside during a reload and put back
+ * whole when the new file is refused. */
+struct od_loaded {
+	char runtime_dir[PATH_MAX], state_dir[PATH_MAX], mode[16];
+	int64_t verify_delay_ms, verify_settle_ms, verify_timeout_ms;
+	int64_t diagnose_deadline_ms, act_deadline_ms;
+	gid_t ctl_gid;
+	int chaos_enabled;
+	struct od_safety safety;
+};
+
+static void
+od_loaded_swap(struct od_loaded *l)
+{
+	struct od_loaded cur;
+
+	memcpy(cur.runtime_dir, od->runtime_dir, sizeof(cur.runtime_dir));
+	memcpy(cur.state_dir, od->state_dir, sizeof(cur.state_dir));
+	memcpy(cur.mode, od->mode, sizeof(cur.mode));
+	cur.verify_delay_ms = od->verify_delay_ms;
+	cur.verify_settle_ms = od->verify_settle_ms;
+	cur.verify_timeout_ms = od->verify_timeout_ms;
+	cur.diagnose_deadline_ms = od->diagnose_deadline_ms;
+	cur.act_deadline_ms = od->act_deadline_ms;
+	cur.ctl_gid = od->ctl_gid;
+	cur.chaos_enabled = od->chaos_enabled;
+	cur.safety = od->safety;
+	memcpy(od->runtime_dir, l->runtime_dir, sizeof(l->runtime_dir));
+	memcpy(od->state_dir, l->state_dir, sizeof(l->state_dir));
+	memcpy(od->mode, l->mode, sizeof(l->mode));
+	od->verify_delay_ms = l->verify_delay_ms;
+	od->verify_settle_ms = l->verify_settle_ms;
+	od->verify_timeout_ms = l->verify_timeout_ms;
+	od->diagnose_deadline_ms = l->diagnose_deadline_ms;
+	od->act_deadline_ms = l->act_deadline_ms;
+	od->ctl_gid = l->ctl_gid;
+	od->chaos_enabled = l->chaos_enabled;
+	od->safety = l->safety;
+	*l = cur;
+}
+
 int
 od_reload(const char *who, char *err, size_t errlen)
 {
 	struct op_config *cfg = od_snapshot_config(err, errlen);
-	struct od saved;
+	struct od_loaded old = {0};
 
 	if (cfg == NULL)
 		return -1;
-	saved = *od;
-	memset(&od->safety, 0, sizeof(od->safety));
+	od_loaded_swap(&old); /* old = the running settings; od's are blank */
 	int bad = od_load_settings(cfg, err, errlen) != 0;
-	if (!bad && (strcmp(saved.runtime_dir, od->runtime_dir) ||
-	    strcmp(saved.state_dir, od->state_dir))) {
+	if (!bad && (strcmp(old.runtime_dir, od->runtime_dir) ||
+	    strcmp(old.state_dir, od->state_dir))) {
 		snprintf(err, errlen, "runtime_dir and state_dir change only with a restart");
 		bad = 1;
 	}
-	if (bad) {
-		policy_free(&od->safety);
-		*od = saved;
+	if (bad || od_activate_config(err, errlen) != 0) {
+		od_loaded_swap(&old); /* the running settings back; old = the refused */
+		policy_free(&old.safety);
 		op_config_free(cfg);
 		log_err("reload refused, the running configuration stays: %s", err);
 		return -1;
 	}
-	if (od_activate_config(err, errlen) != 0) {
-		policy_free(&od->safety);
-		*od = saved;
-		op_config_free(cfg);
-		return -1;
-	}
-	policy_free(&saved.safety);
-	op_config_free(saved.cfg);
+	policy_free(&old.safety);
+	op_config_free(od->cfg);
 	od->cfg = cfg;
 	control_load_acl(); /* control_group may have changed */
 	outbox_begin();
@@ -297,10 +331,10 @@ od_reload(const char *who, char *err, size_t errlen)
 	json_object_object_add(d, "by", json_object_new_string(who));
 	json_object_object_add(d, "mode", json_object_new_string(od->mode));
 	outbox_event("config_reloaded", 0, NULL, NULL, NULL, d);
-	if (strcmp(saved.mode, od->mode) != 0) {
+	if (strcmp(old.mode, od->mode) != 0) {
 		/* The file's mode applies at a reload as at a start. */
 		json_object *m = json_object_new_object();
-		json_object_object_add(m, "from", json_object_new_string(saved.mode));
+		json_object_object_add(m, "from", json_object_new_string(old.mode));
 		json_object_object_add(m, "to", json_object_new_string(od->mode));
 		json_object_object_add(m, "by", json_object_new_string(who));
 		ledger_set_setting(od->ledger, "mode", od->mode);
