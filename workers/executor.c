@@ -83,13 +83,32 @@ exec_gate(struct worker *w)
 /* issue 9: a long action's cancellation points ask this. Settings frames
  * are applied as they arrive (worker_drain defers every other frame while
  * the action runs), so the kill switch reaches a running action at once. */
+#define EXEC_FENCE_RECHECK_MS 1000 /* [ha] a long action re-confirms its term at most this often */
+
+/* [ha] the job running now, for the fence at its cancellation points. */
+static struct {
+	json_object *job;
+	int64_t fenced_mono;
+	char kind[16], why[400]; /* set when leadership was lost mid-action */
+} exec_run;
+
 static int
 exec_cancelled(void *arg)
 {
 	struct worker *w = arg;
 
 	worker_drain(w);
-	return w->kill_switch || w->stopping;
+	if (w->kill_switch || w->stopping)
+		return 1;
+	/* [ha] between steps, still the leader under the job's term: a leader
+	 * that lost its lease mid-action stops before its next side effect. */
+	if (exec_run.job != NULL && op_mono_ms() - exec_run.fenced_mono >= EXEC_FENCE_RECHECK_MS) {
+		exec_run.fenced_mono = op_mono_ms();
+		if (ha_fence_exec(w->cfg, exec_run.job, exec_run.kind, sizeof(exec_run.kind),
+		    exec_run.why, sizeof(exec_run.why)) != 0)
+			return 1;
+	}
+	return 0;
 }
 
 /* issue 9: the undo of an action that made things worse ({"undo": {...}} in
@@ -223,15 +242,21 @@ exec_handle(struct worker *w, struct op_msg *m)
 	struct op_health before;
 	op_health_of(sj, obs, invariant, entity, &before);
 	op_exec_ctx_set(&ctx);
+	exec_run.job = m->body;
+	exec_run.fenced_mono = op_mono_ms();
+	exec_run.why[0] = '\0';
 	int rc = sj->ops->execute(sj, action, params, &result, err, sizeof(err));
 	int cancelled = rc != 0 && op_action_cancelled();
+	exec_run.job = NULL;
 	op_exec_ctx_set(NULL);
 	if (result == NULL)
 		result = json_object_new_object();
 	json_object_object_add(result, "health_before", op_health_json(&before));
 	if (!json_object_object_get_ex(result, "nodes_total", NULL) && op_obs_nodes(obs) > 0)
 		json_object_object_add(result, "nodes_total", json_object_new_int64(op_obs_nodes(obs)));
-	if (cancelled)
+	if (cancelled && exec_run.why[0] != '\0')
+		exec_reply(w, m, "cancelled", exec_run.kind, exec_run.why, result, t0);
+	else if (cancelled)
 		exec_reply(w, m, "cancelled", "kill switch", err, result, t0);
 	else if (rc != 0)
 		exec_reply(w, m, "failed", NULL, err, result, t0);
