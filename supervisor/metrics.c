@@ -178,6 +178,10 @@ metrics_serve(struct evhttp_request *req, void *arg)
 	    (double)(op_mono_ms() - od->started_mono) / 1000.0);
 	metrics_head(b, "operatord_kill_switch", "gauge", "1 while no action may run.");
 	evbuffer_add_printf(b, "operatord_kill_switch %d\n", od->kill_switch);
+	metrics_head(b, "operatord_refused_transitions_total", "counter",
+	    "Ticket or action status changes the state machine refused (a bug if not 0).");
+	evbuffer_add_printf(b, "operatord_refused_transitions_total %llu\n",
+	    (unsigned long long)ticket_refused_transitions());
 	metrics_head(b, "operatord_mode", "gauge", "1 for the current mode.");
 	static const char *const modes[] = {"observe", "approve", "execute"};
 	for (size_t i = 0; i < OP_ARRAY_LEN(modes); i++)
