@@ -48,32 +48,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Below the kernel's ephemeral range (32768-60999 by default): a port there can
-# be taken by any outgoing connection between this check and the bind.
-free_port() {
-  local p
-  for p in $(shuf -i 28000-32000 -n 50); do
-    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
-  done
-  echo "no free port" >&2; exit 1
-}
-
-op_say "Starting Redis, three rate-limiter nodes, load and operatord in $WORK"
-REDIS_PORT=$(free_port)
+REDIS_PORT=$(op_free_port)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
   --logfile "$WORK/redis.log" --daemonize yes --pidfile "$WORK/redis.pid"
 op_wait_for 10 "redis" test -s "$WORK/redis.pid"
 REDIS_PID=$(cat "$WORK/redis.pid")
-NODES=()
-for i in 1 2 3; do
-  port=$(free_port)
-  (cd "$WORK" && exec "$RLNODE" --port "$port" --redis "127.0.0.1:$REDIS_PORT" \
-      --node-id "demo-n$i" --window 10s >>"$WORK/rlnode-$i.log" 2>&1) &
-  PIDS+=($!)
-  NODES+=("http://127.0.0.1:$port")
-  op_wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
-done
-NODE_LIST=$(IFS=,; echo "${NODES[*]}")
+op_start_rlnodes demo
 # The load keys: "drift" gets a high limit, "ghost" a modest one.
 curl -sf -X PUT -d '{"limit":100000}' "${NODES[0]}/api/limits/drift" >/dev/null
 curl -sf -X PUT -d '{"limit":1000}' "${NODES[0]}/api/limits/ghost" >/dev/null

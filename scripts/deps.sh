@@ -33,7 +33,36 @@ op_build() {
   ninja -C "$dir"
 }
 
-# ---- helpers shared by the demos ----
+# ---- helpers shared by the demos and eval.sh ----
+
+# op_free_port: a TCP port with no listener, below the kernel's ephemeral
+# range (32768-60999): a port there can be taken by any outgoing connection
+# between this check and the bind.
+op_free_port() {
+  local p
+  for p in $(shuf -i 20000-32000 -n 50); do
+    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
+  done
+  echo "no free port" >&2; exit 1
+}
+
+# op_start_rlnodes TAG [RLNODE_ARGS...]: three rlnodes on the Redis at
+# $REDIS_PORT, run from $WORK with ids TAG-n1..3, each waited for; appends
+# their pids to PIDS and ids to NODE_IDS, sets NODES (URLs) and NODE_LIST.
+op_start_rlnodes() {
+  local tag=$1 i port; shift
+  NODES=()
+  for i in 1 2 3; do
+    port=$(op_free_port)
+    (cd "$WORK" && exec "$RLNODE" --port "$port" --redis "127.0.0.1:$REDIS_PORT" \
+        --node-id "$tag-n$i" --window 10s "$@" >>"$WORK/rlnode-$i.log" 2>&1) &
+    PIDS+=($!)
+    NODE_IDS+=("$tag-n$i")
+    NODES+=("http://127.0.0.1:$port")
+    op_wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
+  done
+  NODE_LIST=$(IFS=,; echo "${NODES[*]}")
+}
 
 # op_wait_for SECONDS DESCRIPTION COMMAND...: polls a condition (never a bare sleep).
 op_wait_for() {

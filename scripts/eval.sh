@@ -78,15 +78,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-  local p
-  # below the kernel's ephemeral range (32768-60999), where a port with no
-  # listener may still be some connection's local port and fail bind()
-  for p in $(shuf -i 20000-32000 -n 50); do
-    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
-  done
-  echo "no free port" >&2; exit 1
-}
 
 # The campaign measures the loop, so the safety budgets that would refuse the
 # 6th reset of an hour are off, and the flap window is shorter than the
@@ -96,26 +87,16 @@ SAFETY=$'[safety]\nbudget_action = off\nbudget_subject = off\ndestructive_per_da
 start_ratelimiter() {
   local try
   for try in 1 2 3 4 5; do  # a port free a moment ago may be taken by now
-    REDIS_PORT=$(free_port)
+    REDIS_PORT=$(op_free_port)
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
       --logfile "$WORK/redis.log" --daemonize yes --pidfile "$WORK/redis.pid"
     op_wait_for 5 "redis" test -s "$WORK/redis.pid" && break
   done
   test -s "$WORK/redis.pid" || { echo "redis did not start (see $WORK/redis.log)" >&2; exit 1; }
   REDIS_PID=$(cat "$WORK/redis.pid")
-  NODES=()
-  for i in 1 2 3; do
-    local port; port=$(free_port)
-    # --limit-refresh 10m: the nodes' periodic limits reload (60 s by default)
-    # would end a ghost_allowing fault at a random moment of the trial.
-    (cd "$WORK" && exec "$RLNODE" --port "$port" --redis "127.0.0.1:$REDIS_PORT" \
-        --node-id "$TAG-n$i" --window 10s --limit-refresh 10m >>"$WORK/rlnode-$i.log" 2>&1) &
-    PIDS+=($!)
-    NODE_IDS+=("$TAG-n$i")
-    NODES+=("http://127.0.0.1:$port")
-    op_wait_for 10 "rlnode $i" curl -sf "http://127.0.0.1:$port/health"
-  done
-  NODE_LIST=$(IFS=,; echo "${NODES[*]}")
+  # --limit-refresh 10m: the nodes' periodic limits reload (60 s by default)
+  # would end a ghost_allowing fault at a random moment of the trial.
+  op_start_rlnodes "$TAG" --limit-refresh 10m
   curl -sf -X PUT -d '{"limit":100000}' "${NODES[0]}/api/limits/drift" >/dev/null
   curl -sf -X PUT -d '{"limit":1000}' "${NODES[0]}/api/limits/ghost" >/dev/null
   cat >"$WORK/operatord.conf" <<CONF
