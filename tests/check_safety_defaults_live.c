@@ -201,8 +201,13 @@ all_stores_serving(struct op_subject *s)
 	if (s->ops->observe(s, &obs, err, sizeof(err)) != 0)
 		return 0;
 	json_object *a = op_json_arr(obs, "stores");
-	for (size_t i = 0; a && i < json_object_array_length(a); i++)
-		n += op_json_bool(json_object_array_get_idx(a, i), "serving", 0);
+	/* "probed": the store's own process registered its status address and
+	 * answered. Before its first heartbeat PD's model already says Up, and a
+	 * store killed then would still look live to a fresh read. */
+	for (size_t i = 0; a && i < json_object_array_length(a); i++) {
+		json_object *st = json_object_array_get_idx(a, i);
+		n += op_json_bool(st, "serving", 0) && op_json_bool(st, "probed", 0);
+	}
 	json_object_put(obs);
 	return n == 3;
 }
