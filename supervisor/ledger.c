@@ -28,6 +28,12 @@ ledger_refuse(struct ledger *l, int on)
 	l->refuse = on;
 }
 
+int
+ledger_refused(struct ledger *l)
+{
+	return l->refuse;
+}
+
 /* Each entry moves the schema one version up; never edit a released one. */
 static const char *const ledger_migrations[] = {
 	/* 1 */
@@ -243,6 +249,31 @@ ledger_rollback(struct ledger *l)
 {
 	if (!sqlite3_get_autocommit(l->db))
 		ledger_simple(l, "ROLLBACK");
+}
+
+/* Savepoints exist only inside a transaction: outside one, SAVEPOINT would
+ * start its own, which autocommits on RELEASE. */
+int
+ledger_savepoint(struct ledger *l)
+{
+	if (l->refuse || sqlite3_get_autocommit(l->db)) {
+		l->errors++;
+		return -1;
+	}
+	return ledger_simple(l, "SAVEPOINT input");
+}
+
+int
+ledger_release(struct ledger *l)
+{
+	return ledger_simple(l, "RELEASE input");
+}
+
+void
+ledger_rollback_to(struct ledger *l)
+{
+	if (ledger_simple(l, "ROLLBACK TO input") == 0)
+		ledger_simple(l, "RELEASE input");
 }
 
 static sqlite3_stmt *

@@ -19,9 +19,15 @@ int ledger_schema_version(struct ledger *l);
 uint64_t ledger_errors(struct ledger *l);
 /* While on, every statement fails (a BEGIN failed: nothing may autocommit). */
 void ledger_refuse(struct ledger *l, int on);
+int ledger_refused(struct ledger *l);
 int ledger_begin(struct ledger *l);
 int ledger_commit(struct ledger *l);
 void ledger_rollback(struct ledger *l);
+/* One input inside a larger transaction (a burst of worker frames): its
+ * statements are released into the transaction, or rolled back alone. */
+int ledger_savepoint(struct ledger *l);
+int ledger_release(struct ledger *l);
+void ledger_rollback_to(struct ledger *l);
 
 /* Runs one statement. binds is a type string, one letter per ?N:
  * 's' const char * (NULL binds NULL), 'i' int64_t, 'j' json_object * (stored

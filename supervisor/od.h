@@ -39,7 +39,9 @@
 #define OD_EV_PAGE_ROWS_MAX 10000  /* ... and at most; bytes are bounded too (events.c) */
 #define OD_SUB_MAX_BUF (4u << 20)  /* bytes queued to a slow optail before dropping */
 #define OD_WORKER_SENDBUF 1024     /* frames queued per worker channel */
+#define OD_WORKER_RECVBUF 1024     /* frames a worker may have sent ahead of us */
 #define OD_WORKER_BACKLOG_MAX 65536 /* frames held beyond that before a worker counts as hung */
+#define OD_BURST_MAX 256           /* worker frames per group commit: bounds how long the first waits */
 #define OD_PLAN_MAX_STEPS 16       /* steps kept from one diagnosis or one workflow */
 #define OD_DIAGNOSE_DEADLINE_MS (5 * 60 * 1000) /* default diagnose_deadline: diagnosing at most */
 #define OD_ACT_DEADLINE_MS (10 * 60 * 1000) /* default act_deadline: an action in the executor */
@@ -274,6 +276,10 @@ int64_t outbox_event(const char *type, int64_t ticket, const char *subject,
     const char *entity, const char *invariant, json_object *data);
 int outbox_commit(void);
 void outbox_abort(void);
+/* A burst of inputs (one drain of a worker's socket) as one transaction,
+ * a savepoint per input; what they produced goes out after its commit. */
+void outbox_batch_begin(void);
+void outbox_batch_end(void);
 uint64_t od_new_id(void);
 
 /* control.c */

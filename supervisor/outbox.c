@@ -1,6 +1,12 @@
 /* outbox: frames and events produced while handling one input are held
  * until the ledger transaction that records them commits, so nothing is
- * dispatched that a crash could forget. */
+ * dispatched that a crash could forget.
+ *
+ * Group commit: a burst of worker frames (one drain of a worker's socket)
+ * is one transaction with a savepoint per frame, so a burst costs one disk
+ * sync, not one per frame. A frame whose statements fail is rolled back to
+ * its savepoint with its own frames and events; the others stand. Nothing
+ * of the burst goes out before its COMMIT. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,8 +15,11 @@
 #include "protocol/bus.h"
 #include "supervisor/od.h"
 
-static int outbox_in_txn;
+static int outbox_in_txn;               /* an input is open */
 static uint64_t outbox_errors_at_begin; /* ledger_errors() when the input began */
+static int outbox_batching;             /* inside outbox_batch_begin/_end */
+static int outbox_batch_open;           /* the burst's BEGIN ran (or was refused) */
+static size_t outbox_input_mark;        /* od->nout when the batched input began */
 
 uint64_t
 od_new_id(void)
@@ -43,12 +52,31 @@ outbox_txn(void)
 	if (outbox_in_txn)
 		return;
 	outbox_in_txn = 1;
+	if (outbox_batching && !outbox_batch_open) {
+		outbox_batch_open = 1;
+		if (ledger_begin(od->ledger) != 0)
+			ledger_refuse(od->ledger, 1); /* the whole burst: see below */
+	}
 	outbox_errors_at_begin = ledger_errors(od->ledger);
+	if (outbox_batching) {
+		outbox_input_mark = od->nout;
+		ledger_savepoint(od->ledger); /* a failure counts: the input rolls back */
+		return;
+	}
 	if (ledger_begin(od->ledger) != 0) {
 		/* Nothing of this input may be written or sent: every statement
 		 * fails until the commit, which then sends nothing. */
 		ledger_refuse(od->ledger, 1);
 	}
+}
+
+/* Drops the items from index from on: their input did not happen. */
+static void
+outbox_drop(size_t from)
+{
+	for (size_t i = from; i < od->nout; i++)
+		op_msg_clear(&od->outbox[i].msg);
+	od->nout = from;
 }
 
 /* Opens the transaction that the next outbox_commit ends. Every handler
@@ -106,27 +134,12 @@ outbox_event(const char *type, int64_t ticket, const char *subject, const char *
 	return seq;
 }
 
-int
-outbox_commit(void)
+/* Sends what the committed transaction recorded, in the order it was made. */
+static int
+outbox_deliver(void)
 {
 	int rc = 0;
 
-	if (outbox_in_txn) {
-		if (ledger_errors(od->ledger) != outbox_errors_at_begin) {
-			/* One input, one transaction: a failed statement (or BEGIN)
-			 * takes the whole input back, and nothing of it goes out. */
-			log_err("a ledger statement failed: input rolled back, nothing sent");
-			outbox_abort();
-			return -1;
-		}
-		outbox_in_txn = 0;
-		if (ledger_commit(od->ledger) != 0) {
-			/* Nothing was recorded, so nothing may go out. */
-			ledger_rollback(od->ledger);
-			outbox_abort();
-			return -1;
-		}
-	}
 	/* The items are taken out first: failing a step opens a transaction of
 	 * its own, whose commit reuses the outbox. */
 	size_t n = od->nout;
@@ -147,15 +160,94 @@ outbox_commit(void)
 	return rc;
 }
 
+/* In a burst, ends one input: released into the burst's transaction, or
+ * rolled back alone. Its items wait for outbox_batch_end. */
+static int
+outbox_input_end(void)
+{
+	if (!outbox_in_txn)
+		return 0;
+	outbox_in_txn = 0;
+	if (ledger_errors(od->ledger) == outbox_errors_at_begin &&
+	    ledger_release(od->ledger) == 0)
+		return 0;
+	if (!ledger_refused(od->ledger)) {
+		log_err("a ledger statement failed: input rolled back, nothing of it sent");
+		ledger_rollback_to(od->ledger);
+	}
+	outbox_drop(outbox_input_mark);
+	return -1;
+}
+
+int
+outbox_commit(void)
+{
+	if (outbox_batching)
+		return outbox_input_end();
+	if (outbox_in_txn) {
+		if (ledger_errors(od->ledger) != outbox_errors_at_begin) {
+			/* One input, one transaction: a failed statement (or BEGIN)
+			 * takes the whole input back, and nothing of it goes out. */
+			log_err("a ledger statement failed: input rolled back, nothing sent");
+			outbox_abort();
+			return -1;
+		}
+		outbox_in_txn = 0;
+		if (ledger_commit(od->ledger) != 0) {
+			/* Nothing was recorded, so nothing may go out. */
+			ledger_rollback(od->ledger);
+			outbox_abort();
+			return -1;
+		}
+	}
+	return outbox_deliver();
+}
+
+void
+outbox_batch_begin(void)
+{
+	outbox_batching = 1;
+}
+
+void
+outbox_batch_end(void)
+{
+	outbox_input_end(); /* an input left open is committed with the rest */
+	outbox_batching = 0;
+	if (!outbox_batch_open) {
+		outbox_deliver(); /* nothing was recorded, but a frame may be waiting */
+		return;
+	}
+	outbox_batch_open = 0;
+	int refused = ledger_refused(od->ledger);
+	ledger_refuse(od->ledger, 0);
+	if (refused || ledger_commit(od->ledger) != 0) {
+		/* Nothing of the burst was recorded, so nothing of it may go out. */
+		log_err("the ledger could not commit a burst of worker frames: nothing of it sent");
+		ledger_rollback(od->ledger);
+		outbox_drop(0);
+		return;
+	}
+	outbox_deliver();
+}
+
 void
 outbox_abort(void)
 {
+	if (outbox_batching) {
+		/* One input of a burst: the others stand. */
+		if (outbox_in_txn) {
+			outbox_in_txn = 0;
+			if (!ledger_refused(od->ledger))
+				ledger_rollback_to(od->ledger);
+			outbox_drop(outbox_input_mark);
+		}
+		return;
+	}
 	ledger_refuse(od->ledger, 0);
 	if (outbox_in_txn) {
 		outbox_in_txn = 0;
 		ledger_rollback(od->ledger);
 	}
-	for (size_t i = 0; i < od->nout; i++)
-		op_msg_clear(&od->outbox[i].msg);
-	od->nout = 0;
+	outbox_drop(0);
 }

@@ -38,6 +38,9 @@ proc_open_channel(struct od_worker *w)
 		return -1;
 	}
 	nng_socket_set_int(w->sock, NNG_OPT_SENDBUF, OD_WORKER_SENDBUF);
+	/* Frames queue while a burst commits, so the next drain takes them all
+	 * in one transaction (unbuffered, each would wait for its own). */
+	nng_socket_set_int(w->sock, NNG_OPT_RECVBUF, OD_WORKER_RECVBUF);
 	int fd = bus_recv_fd(w->sock);
 	if (fd < 0) {
 		log_err("%s: no receive fd", w->url);
@@ -219,16 +222,24 @@ proc_on_frame(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd;
 	(void)ev;
-	while ((rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0) {
+	/* What is queued now is one burst: one commit (and disk sync) for all
+	 * of it, each frame its own savepoint. */
+	outbox_batch_begin();
+	for (size_t n = 1; (rc = bus_recv(w->sock, &m, 1, err, sizeof(err))) != 0; n++) {
 		if (rc == -2)
-			return;
+			break;
 		w->last_frame_mono = op_mono_ms();
 		if (rc < 0) {
 			/* A worker that speaks garbage is broken: restart it. */
 			log_warn("%s sent a bad frame (%s); restarting it", w->name, err);
 			if (w->pid > 0)
 				kill(w->pid, SIGKILL);
-			return;
+			break;
+		}
+		if (m.type == OP_MSG_REPLY || m.type == OP_MSG_OBSERVE_REP) {
+			/* An answer speaks of what came before it: commit that first. */
+			outbox_batch_end();
+			outbox_batch_begin();
 		}
 		if (m.type == OP_MSG_HELLO) {
 			proc_mark_ready(w);
@@ -237,7 +248,12 @@ proc_on_frame(evutil_socket_t fd, short ev, void *arg)
 			dispatch_worker_msg(w, &m);
 		}
 		op_msg_clear(&m);
+		if (n % OD_BURST_MAX == 0) {
+			outbox_batch_end();
+			outbox_batch_begin();
+		}
 	}
+	outbox_batch_end();
 }
 
 static void

@@ -263,6 +263,52 @@ START_TEST(test_action_gate)
 }
 END_TEST
 
+/* Group commit (outbox.c): a burst of inputs is one transaction with a
+ * savepoint per input; an input that fails goes back alone. */
+static int64_t
+tickets_with(const char *fp)
+{
+	return ledger_scalar(od->ledger, -1, "SELECT count(*) FROM tickets WHERE fingerprint=?1",
+	    "s", fp);
+}
+
+START_TEST(test_burst_savepoints)
+{
+	/* Outside a transaction a savepoint would autocommit on release: refused. */
+	uint64_t e0 = ledger_errors(od->ledger);
+	ck_assert_int_eq(ledger_savepoint(od->ledger), -1);
+	ck_assert_uint_eq(ledger_errors(od->ledger), e0 + 1);
+
+	ck_assert_int_eq(ledger_begin(od->ledger), 0);
+	/* input 1 stands */
+	ck_assert_int_eq(ledger_savepoint(od->ledger), 0);
+	ck_assert_int_gt(ticket_insert("b/1", "rl", "node_down", "n1", "critical", "", NULL), 0);
+	ck_assert_int_eq(ledger_release(od->ledger), 0);
+	/* input 2 writes, then a statement fails: it goes back alone */
+	ck_assert_int_eq(ledger_savepoint(od->ledger), 0);
+	ck_assert_int_gt(ticket_insert("b/2", "rl", "node_down", "n2", "critical", "", NULL), 0);
+	uint64_t e1 = ledger_errors(od->ledger);
+	ck_assert_int_eq(ledger_exec(od->ledger, "INSERT INTO no_such_table VALUES(1)", ""), -1);
+	ck_assert_uint_gt(ledger_errors(od->ledger), e1);
+	ledger_rollback_to(od->ledger);
+	/* input 3 after it stands */
+	ck_assert_int_eq(ledger_savepoint(od->ledger), 0);
+	ck_assert_int_gt(ticket_insert("b/3", "rl", "node_down", "n3", "critical", "", NULL), 0);
+	ck_assert_int_eq(ledger_release(od->ledger), 0);
+	ck_assert_int_eq(ledger_commit(od->ledger), 0);
+	ck_assert_int_eq(tickets_with("b/1"), 1);
+	ck_assert_int_eq(tickets_with("b/2"), 0);
+	ck_assert_int_eq(tickets_with("b/3"), 1);
+
+	/* A burst whose BEGIN failed refuses every savepoint and statement. */
+	ledger_refuse(od->ledger, 1);
+	ck_assert_int_eq(ledger_savepoint(od->ledger), -1);
+	ck_assert_int_lt(ticket_insert("b/4", "rl", "node_down", "n4", "critical", "", NULL), 1);
+	ledger_refuse(od->ledger, 0);
+	ck_assert_int_eq(tickets_with("b/4"), 0);
+}
+END_TEST
+
 static Suite *
 ticket_suite(void)
 {
@@ -276,6 +322,7 @@ ticket_suite(void)
 	tcase_add_checked_fixture(tc, ledger_setup, ledger_teardown);
 	tcase_add_test(tc, test_ticket_gate);
 	tcase_add_test(tc, test_action_gate);
+	tcase_add_test(tc, test_burst_savepoints);
 	suite_add_tcase(s, tc);
 	return s;
 }
