@@ -114,6 +114,20 @@ c_inject(const char *fault, const char *key, const char *ttl)
 	free(err);
 }
 
+/* A key with a high limit under load from every node, once every node's
+ * accounting covers a whole window (drift is measurable only then). */
+static pid_t
+c_loaded_key(const char *key, int rps)
+{
+	int ok;
+
+	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
+	pid_t load = h_load_start(key, rps, 7);
+	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	H_CHECK(ok, "the nodes never covered a whole window");
+	return load;
+}
+
 /* Hole 1: in observe mode an rlnode killed and left dead has a node_down
  * ticket; an operator resolves it by hand; the node is still dead, so a new
  * ticket (a reopening, counted as a flap) follows within a few polls. */
@@ -157,9 +171,7 @@ START_TEST(t_verification_resumes_after_long_restart)
 	int ok;
 
 	c_start("verification_resumes", "execute", "verify_timeout = 8s\n", NULL);
-	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
-	pid_t load = h_load_start(key, 200, 7);
-	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t load = c_loaded_key(key, 200);
 	int64_t since = h_last_seq();
 	c_inject("counter_drift", key, "600s");
 	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
@@ -219,13 +231,10 @@ END_TEST
 START_TEST(t_expiry_never_runs_risky)
 {
 	const char *key = "core-expiry";
-	int ok;
 
 	c_start("expiry_never_runs_risky", "execute", NULL,
 	    "[safety]\napproval_ttl = 2s\napproval_expiry = execute\napproval_risk = low\n");
-	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
-	pid_t load = h_load_start(key, 200, 7);
-	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t load = c_loaded_key(key, 200);
 	int64_t resets = h_nodes_sum("resets_total");
 	int64_t since = h_last_seq();
 	c_inject("counter_drift", key, "600s");
@@ -333,9 +342,7 @@ START_TEST(t_reload)
 	H_CHECK(ok, "the workers did not come back after the reload");
 	/* [safety] applies at once: an approval now announces the new TTL. */
 	const char *key = "core-reload";
-	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
-	pid_t load = h_load_start(key, 200, 7);
-	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t load = c_loaded_key(key, 200);
 	since = h_last_seq();
 	c_inject("counter_drift", key, "600s");
 	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
@@ -428,12 +435,9 @@ END_TEST
 START_TEST(t_unknown_judged_on_the_fault)
 {
 	const char *key = "core-unknown";
-	int ok;
 
 	c_start("unknown_judged", "execute", NULL, NULL);
-	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
-	pid_t load = h_load_start(key, 200, 7);
-	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t load = c_loaded_key(key, 200);
 	pid_t ex = c_worker_pid("executor");
 	H_CHECK(ex > 0, "no executor");
 	int64_t resets = h_nodes_sum("resets_total");
@@ -506,9 +510,7 @@ START_TEST(t_blind_spot_not_healed)
 	int ok;
 
 	c_start("blind_spot", "observe", NULL, NULL);
-	H_CHECK(h_set_limit(0, key, 100000), "cannot set the limit of %s", key);
-	pid_t load = h_load_start(key, 60, 7);
-	H_WAIT(ok, H_WAIT_MS, h_nodes_cover_window());
+	pid_t load = c_loaded_key(key, 60);
 	int64_t since = h_last_seq();
 	c_inject("counter_drift", key, "5s");
 	int64_t tid = c_wait_ticket("counter_drift", key, since, C_LOOP_MS);
